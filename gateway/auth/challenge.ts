@@ -1,0 +1,23 @@
+/**
+ * WWW-Authenticate values (RFC 6750 §3, RFC 9728 §5.1, MCP 2025-11-25 authorization).
+ * Values are quoted-strings; inputs come from config or the catalogue, never from the request,
+ * but are escaped anyway so a bad config cannot break the header grammar.
+ */
+export interface ChallengeParams {
+  resourceMetadata: string
+  error?: 'invalid_request' | 'invalid_token' | 'insufficient_scope' | undefined
+  description?: string | undefined
+  scope?: string | undefined
+}
+
+const quote = (v: string): string => `"${v.replace(/[\\"]/g, '\\$&').replace(/[^\x20-\x7e]/g, '')}"`
+
+export function bearerChallenge(p: ChallengeParams): string {
+  const parts: string[] = []
+  // RFC 6750 §3.1: no error information when the request carried no credentials.
+  if (p.error) parts.push(`error=${quote(p.error)}`)
+  if (p.error && p.description) parts.push(`error_description=${quote(p.description)}`)
+  if (p.scope) parts.push(`scope=${quote(p.scope)}`)
+  parts.push(`resource_metadata=${quote(p.resourceMetadata)}`)
+  return `Bearer ${parts.join(', ')}`
+}

@@ -1,0 +1,158 @@
+/**
+ * RFC 9068 JWT access-token validation with the RFC 8725 hardening. Every check that can be
+ * made without a key runs before the signature check, so malformed or foreign tokens cost
+ * nothing and never cause a JWKS fetch.
+ */
+import { compactVerify, errors as joseErrors } from 'jose'
+import type { RuntimeIssuer } from '../config/load.js'
+import { GatewayError, type Reason } from '../errors.js'
+import { decodeUtf8Strict, parseStrictJson } from '../lib/strict-json.js'
+import type { IssuerKeys } from './jwks.js'
+import { delegationChain, scopesFromClaims, type Principal } from './principal.js'
+
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
+
+/** Header parameters whose meaning we implement; anything else in `crit` is refused (RFC 7515 §4.1.11). */
+const UNDERSTOOD_CRIT = new Set<string>()
+
+export interface DecodedJwt {
+  header: Record<string, unknown>
+  claims: Record<string, unknown>
+}
+
+const invalid = (reason: Reason, detail: string): GatewayError => new GatewayError('GW_AUTH_INVALID_TOKEN', { reason, detail })
+
+function decodeSegment(seg: string, what: string): Record<string, unknown> {
+  let v: unknown
+  try {
+    v = parseStrictJson(decodeUtf8Strict(Buffer.from(seg, 'base64url')), { rejectProtoKeys: false, maxDepth: 16 })
+  } catch (e) {
+    throw invalid('auth-invalid', `${what}: ${(e as Error).message}`)
+  }
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw invalid('auth-invalid', `${what} is not a JSON object`)
+  return v as Record<string, unknown>
+}
+
+/** Shape checks only: three base64url segments of UTF-8 JSON objects without duplicate members. */
+export function decodeJwt(token: string): DecodedJwt {
+  if (!COMPACT_JWS.test(token)) throw invalid('auth-invalid', 'not a compact JWS')
+  const [h, p] = token.split('.') as [string, string, string]
+  return { header: decodeSegment(h, 'header'), claims: decodeSegment(p, 'claims') }
+}
+
+/** True when a bearer token looks like a JWS (three segments); otherwise it is opaque. */
+export const looksLikeJwt = (token: string): boolean => COMPACT_JWS.test(token)
+
+/**
+ * Scheme and host compare case-insensitively, everything else exactly (MCP 2025-11-25
+ * "Canonical Server URI"): no trailing-slash, default-port, dot-segment or percent-decoding.
+ */
+export function audienceMatches(aud: string, resource: string): boolean {
+  if (aud === resource) return true
+  const m = /^([A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*)(.*)$/s
+  const a = m.exec(aud)
+  const r = m.exec(resource)
+  return !!a && !!r && a[1]!.toLowerCase() === r[1]!.toLowerCase() && a[2] === r[2]
+}
+
+function typIsAccessToken(typ: unknown): boolean {
+  if (typeof typ !== 'string') return false
+  const t = typ.toLowerCase()
+  return t === 'at+jwt' || t === 'application/at+jwt'
+}
+
+export interface VerifyContext {
+  issuer: RuntimeIssuer
+  keys: IssuerKeys
+  /** The route resource the token must be for. */
+  resource: string
+  nowSec: number
+}
+
+export interface VerifiedJwt {
+  principal: Principal
+  kid: string | undefined
+  keyGeneration: number
+}
+
+export async function verifyAccessToken(token: string, decoded: DecodedJwt, ctx: VerifyContext): Promise<VerifiedJwt> {
+  const { header, claims } = decoded
+  const { issuer } = ctx
+
+  const alg = header.alg
+  if (typeof alg !== 'string' || !issuer.algorithms.includes(alg)) throw invalid('auth-signature', 'algorithm not allowed')
+  if (header.crit !== undefined) {
+    if (!Array.isArray(header.crit) || header.crit.length === 0 || header.crit.some((c) => typeof c !== 'string' || !UNDERSTOOD_CRIT.has(c))) {
+      throw invalid('auth-invalid', 'unsupported crit header')
+    }
+  }
+  if (header.kid !== undefined && typeof header.kid !== 'string') throw invalid('auth-invalid', 'kid is not a string')
+  if (header.kid !== undefined && (header.kid.length === 0 || header.kid.length > 256)) throw invalid('auth-unknown-key', 'kid length out of range')
+  if (issuer.requireTyp === 'at+jwt' && !typIsAccessToken(header.typ)) throw invalid('auth-type', 'typ is not at+jwt')
+  if (issuer.requireTyp === 'any' && header.typ !== undefined && typeof header.typ === 'string' && !['jwt', 'application/jwt', 'at+jwt', 'application/at+jwt'].includes(header.typ.toLowerCase())) {
+    throw invalid('auth-type', 'typ names another kind of JWT')
+  }
+
+  checkClaims(claims, ctx)
+
+  const kid = header.kid as string | undefined
+  const key = await ctx.keys.keyFor(kid, alg)
+  try {
+    await compactVerify(token, key, { algorithms: [alg] })
+  } catch (e) {
+    if (e instanceof joseErrors.JOSEError) throw invalid('auth-signature', `signature: ${e.code}`)
+    throw invalid('auth-signature', 'signature verification failed')
+  }
+  return { principal: toPrincipal(claims, ctx), kid, keyGeneration: ctx.keys.generation }
+}
+
+function checkClaims(c: Record<string, unknown>, ctx: VerifyContext): void {
+  const { issuer, nowSec } = ctx
+  const skew = issuer.clockSkewSec
+  if (c.iss !== issuer.issuer) throw invalid('auth-issuer', 'iss mismatch')
+  if (typeof c.exp !== 'number') throw invalid('auth-invalid', 'exp missing')
+  if (nowSec >= c.exp + skew) throw invalid('auth-expired', 'token expired')
+  if (c.nbf !== undefined && (typeof c.nbf !== 'number' || nowSec < c.nbf - skew)) throw invalid('auth-expired', 'token not yet valid')
+  if (typeof c.iat !== 'number') throw invalid('auth-invalid', 'iat missing')
+  if (c.iat > nowSec + skew) throw invalid('auth-expired', 'iat in the future')
+  if (typeof c.sub !== 'string' || c.sub === '') throw invalid('auth-invalid', 'sub missing')
+  if (typeof c.jti !== 'string' || c.jti === '') throw invalid('auth-invalid', 'jti missing')
+  const clientId = c.client_id ?? c.azp
+  if (typeof clientId !== 'string' || clientId === '') throw invalid('auth-invalid', 'client_id missing')
+  // RFC 8725 §3.11: an ID token is not an access token, whatever its typ says.
+  if (c.nonce !== undefined || c.at_hash !== undefined || c.c_hash !== undefined) throw invalid('auth-type', 'looks like an ID token')
+
+  const aud = typeof c.aud === 'string' ? [c.aud] : Array.isArray(c.aud) && c.aud.every((a) => typeof a === 'string') ? (c.aud as string[]) : undefined
+  if (!aud || aud.length === 0) throw invalid('auth-audience', 'aud missing')
+  if (aud.includes(clientId)) throw invalid('auth-type', 'aud is a client id (ID token)')
+  if (issuer.strictAudience && aud.length > 1) throw invalid('auth-audience', 'multiple audiences refused')
+  const accepted = [ctx.resource, ...issuer.extraAudiences]
+  if (!aud.some((a) => accepted.some((r) => audienceMatches(a, r)))) throw invalid('auth-audience', 'aud does not name this resource')
+  if (c.scope !== undefined && typeof c.scope !== 'string') throw invalid('auth-invalid', 'scope is not a string')
+  // A sender-constrained token (DPoP jkt, mTLS x5t#S256) presented as a plain bearer is a
+  // downgrade (RFC 9449 §7.1); without proof-of-possession support it is refused.
+  if (c.cnf !== undefined) throw invalid('auth-invalid', 'sender-constrained token presented as bearer')
+}
+
+function toPrincipal(c: Record<string, unknown>, ctx: VerifyContext): Principal {
+  const chain = delegationChain(c)
+  const clientId = (c.client_id ?? c.azp) as string
+  const aud = typeof c.aud === 'string' ? [c.aud] : (c.aud as string[])
+  return {
+    tokenKind: 'jwt',
+    issuerName: ctx.issuer.name,
+    issuer: c.iss as string,
+    subject: c.sub as string,
+    clientId,
+    scopes: scopesFromClaims(c),
+    audience: aud,
+    actor: chain[0],
+    delegationChain: chain,
+    userPresent: c.sub !== clientId,
+    expiresAt: c.exp as number,
+    tokenId: c.jti as string,
+    authorizationDetails: Array.isArray(c.authorization_details) ? c.authorization_details : undefined,
+    confirmation: c.cnf && typeof c.cnf === 'object' ? (c.cnf as Record<string, unknown>) : undefined,
+    claims: c,
+  }
+}

@@ -1,0 +1,46 @@
+/**
+ * A bounded in-process cache with per-entry expiry. Map keeps insertion order, so the first
+ * key is the least recently used once `get` re-inserts hits.
+ */
+export class LruCache<V> {
+  readonly #max: number
+  readonly #entries = new Map<string, { value: V; expiresAt: number }>()
+
+  constructor(max: number) {
+    this.#max = max
+  }
+
+  get(key: string, now = Date.now()): V | undefined {
+    const e = this.#entries.get(key)
+    if (!e) return undefined
+    if (e.expiresAt <= now) {
+      this.#entries.delete(key)
+      return undefined
+    }
+    this.#entries.delete(key)
+    this.#entries.set(key, e)
+    return e.value
+  }
+
+  set(key: string, value: V, ttlMs: number, now = Date.now()): void {
+    if (ttlMs <= 0) return
+    this.#entries.delete(key)
+    this.#entries.set(key, { value, expiresAt: now + ttlMs })
+    if (this.#entries.size > this.#max) {
+      const oldest = this.#entries.keys().next().value
+      if (oldest !== undefined) this.#entries.delete(oldest)
+    }
+  }
+
+  delete(key: string): void {
+    this.#entries.delete(key)
+  }
+
+  clear(): void {
+    this.#entries.clear()
+  }
+
+  get size(): number {
+    return this.#entries.size
+  }
+}

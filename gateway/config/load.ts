@@ -1,0 +1,258 @@
+/**
+ * gateway.yaml → frozen RuntimeConfig. Pipeline: parse with positions → ${ENV} → schema
+ * (all errors at once, unknown keys refused) → semantic checks → normalise (durations to ms,
+ * URLs, secrets resolved) → deep freeze. Nothing downstream ever sees raw YAML.
+ */
+import { readFileSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
+import { ConfigError, type ConfigProblem } from '../errors.js'
+import { GatewayConfigSchema, type GatewayConfigInput, type IssuerInput, type RouteInput } from './schema.js'
+import { resolveSecret, type Secret } from './secrets.js'
+import { parseDuration, parseSize } from './units.js'
+import { parseYamlSource, problemAt, validateAgainst, type YamlSource } from './yaml-source.js'
+
+export const MAX_CLOCK_SKEW_MS = 60_000
+export const PRM_WELL_KNOWN = '/.well-known/oauth-protected-resource'
+
+export interface RuntimeIssuer {
+  readonly name: string
+  readonly issuer: string
+  readonly jwksUri: string | undefined
+  readonly discovery: boolean
+  readonly algorithms: readonly string[]
+  readonly extraAudiences: readonly string[]
+  readonly clockSkewSec: number
+  readonly requireTyp: 'at+jwt' | 'any'
+  readonly strictAudience: boolean
+  readonly maxTokenSize: number
+  readonly jwks: { readonly cooldownMs: number; readonly maxAgeMs: number; readonly maxStaleMs: number; readonly timeoutMs: number }
+}
+
+export interface RuntimeRoute {
+  readonly name: string
+  readonly path: string
+  readonly upstream: { readonly url: string; readonly timeoutMs: number; readonly idleTimeoutMs: number; readonly connections: number }
+  /** Canonical resource identifier (RFC 8707 / RFC 9728 `resource`). */
+  readonly resource: string
+  readonly resourceName: string
+  /** Absolute URL of this route's protected-resource metadata (the `resource_metadata` challenge value). */
+  readonly metadataUrl: string
+  /** Path on the gateway where that metadata is served. */
+  readonly metadataPath: string
+  readonly issuers: readonly string[]
+  readonly scopesSupported: readonly string[]
+  readonly requiredScopes: readonly string[]
+  readonly allowedOrigins: ReadonlySet<string>
+  readonly bodyLimit: number
+}
+
+export interface RuntimeConfig {
+  readonly file: string
+  readonly baseDir: string
+  readonly server: {
+    readonly publicUrl: string
+    readonly listen: { readonly host: string; readonly port: number }
+    readonly allowedHosts: ReadonlySet<string>
+    readonly trustProxy: boolean
+    readonly shutdownGraceMs: number
+    readonly maxHeaderSize: number
+  }
+  readonly admin: { readonly listen: { readonly host: string; readonly port: number } }
+  readonly issuers: ReadonlyMap<string, RuntimeIssuer>
+  readonly routes: readonly RuntimeRoute[]
+  readonly cache: { readonly redis: { readonly url: Secret; readonly keyPrefix: string; readonly commandTimeoutMs: number } | undefined }
+  readonly logging: { readonly level: string }
+  /** Start-up warnings (insecure development settings); logged once by main. */
+  readonly warnings: readonly string[]
+}
+
+export interface LoadOptions {
+  env?: NodeJS.ProcessEnv
+  /** Override the listener ports (tests, demo). */
+  overrides?: (input: GatewayConfigInput) => void
+}
+
+export interface LoadResult {
+  config: RuntimeConfig
+  warnings: ConfigProblem[]
+}
+
+export function loadConfigFile(file: string, options: LoadOptions = {}): LoadResult {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (e) {
+    throw new ConfigError([{ file, line: 1, column: 1, path: '', message: `cannot read file: ${(e as NodeJS.ErrnoException).code ?? 'error'}`, severity: 'error' }])
+  }
+  return loadConfigText(file, text, options)
+}
+
+export function loadConfigText(file: string, text: string, options: LoadOptions = {}): LoadResult {
+  const env = options.env ?? process.env
+  const problems: ConfigProblem[] = []
+  const src = parseYamlSource(file, text, env, problems)
+  if (!src) throw new ConfigError(problems)
+  if (src.value === null || typeof src.value !== 'object' || Array.isArray(src.value)) {
+    throw new ConfigError([...problems, problemAt(src, [], 'the document must be a mapping')])
+  }
+  validateAgainst(src, GatewayConfigSchema, problems)
+  if (problems.some((p) => p.severity === 'error')) throw new ConfigError(problems)
+  const input = src.value as GatewayConfigInput
+  options.overrides?.(input)
+  const config = normalize(src, input, dirname(resolve(file)), env, problems)
+  if (problems.some((p) => p.severity === 'error')) throw new ConfigError(problems)
+  return { config: deepFreeze(config), warnings: problems.filter((p) => p.severity === 'warning') }
+}
+
+const isLoopback = (host: string): boolean => host === 'localhost' || host === '[::1]' || /^127\./.test(host)
+
+function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, env: NodeJS.ProcessEnv, problems: ConfigProblem[]): RuntimeConfig {
+  const warnings: string[] = []
+  const publicUrl = new URL(input.server.publicUrl)
+  const origin = publicUrl.origin
+  if (publicUrl.protocol === 'http:' && !isLoopback(publicUrl.hostname)) {
+    problems.push(problemAt(src, ['server', 'publicUrl'], 'publicUrl must be https unless it is a loopback address'))
+  }
+
+  const issuers = new Map<string, RuntimeIssuer>()
+  for (const [name, iss] of Object.entries(input.issuers)) issuers.set(name, normalizeIssuer(src, name, iss, problems, warnings))
+
+  const routes: RuntimeRoute[] = []
+  const seenPaths = new Map<string, number>()
+  const seenNames = new Map<string, number>()
+  const seenMetadata = new Map<string, number>()
+  input.routes.forEach((r, i) => {
+    const at = (...p: (string | number)[]) => ['routes', i, ...p]
+    if (seenNames.has(r.name)) problems.push(problemAt(src, at('name'), `duplicate route name "${r.name}" (first at routes[${seenNames.get(r.name)}])`))
+    seenNames.set(r.name, i)
+    const dupPath = seenPaths.has(r.path)
+    if (dupPath) problems.push(problemAt(src, at('path'), `duplicate route path "${r.path}" (first at routes[${seenPaths.get(r.path)}])`))
+    seenPaths.set(r.path, i)
+    if (r.path.startsWith('/.well-known/')) problems.push(problemAt(src, at('path'), 'a route path may not be under /.well-known/'))
+    r.issuers.forEach((name, j) => {
+      if (!issuers.has(name)) problems.push(problemAt(src, at('issuers', j), `unknown issuer "${name}" (known: ${[...issuers.keys()].join(', ')})`))
+    })
+    if (r.scopesSupported.includes('offline_access')) {
+      problems.push(problemAt(src, at('scopesSupported'), 'offline_access should not be advertised (MCP scope minimisation)', 'warning'))
+    }
+    const route = normalizeRoute(src, r, i, origin, problems)
+    if (seenMetadata.has(route.metadataPath) && !dupPath) problems.push(problemAt(src, at('resource'), 'two routes share one resource identifier'))
+    seenMetadata.set(route.metadataPath, i)
+    routes.push(route)
+  })
+
+  let redis: RuntimeConfig['cache']['redis']
+  if (input.cache.redis) {
+    const r = input.cache.redis
+    const resolved = typeof r.url === 'string' ? resolveSecret({ value: r.url }, baseDir, env) : resolveSecret(r.url, baseDir, env)
+    if (!resolved.ok) problems.push(problemAt(src, ['cache', 'redis', 'url'], resolved.message))
+    else redis = { url: resolved.secret, keyPrefix: r.keyPrefix, commandTimeoutMs: parseDuration(r.commandTimeout) }
+  } else {
+    warnings.push('no cache.redis configured: caches are per replica (in memory)')
+  }
+
+  const allowedHosts = new Set((input.server.allowedHosts ?? [publicUrl.host]).map((h) => h.toLowerCase()))
+  return {
+    file: src.file,
+    baseDir,
+    server: {
+      publicUrl: origin,
+      listen: { host: input.server.listen.host, port: input.server.listen.port },
+      allowedHosts,
+      trustProxy: input.server.trustProxy,
+      shutdownGraceMs: parseDuration(input.server.shutdownGrace),
+      maxHeaderSize: parseSize(input.server.maxHeaderSize),
+    },
+    admin: { listen: { host: input.admin.listen.host, port: input.admin.listen.port } },
+    issuers,
+    routes,
+    cache: { redis },
+    logging: { level: input.logging.level },
+    warnings,
+  }
+}
+
+function normalizeIssuer(src: YamlSource, name: string, iss: IssuerInput, problems: ConfigProblem[], warnings: string[]): RuntimeIssuer {
+  const at = (...p: string[]) => ['issuers', name, ...p]
+  const clockSkewMs = parseDuration(iss.clockSkew)
+  if (clockSkewMs > MAX_CLOCK_SKEW_MS) problems.push(problemAt(src, at('clockSkew'), 'clock skew may be at most 60s (RFC 9068 §4)'))
+  let issuerUrl: URL | undefined
+  try {
+    issuerUrl = new URL(iss.issuer)
+  } catch {
+    problems.push(problemAt(src, at('issuer'), 'issuer must be an absolute URL'))
+  }
+  if (issuerUrl && issuerUrl.protocol !== 'https:') {
+    if (issuerUrl.protocol === 'http:' && isLoopback(issuerUrl.hostname)) warnings.push(`issuer ${name} uses plain http (loopback only, development)`)
+    else problems.push(problemAt(src, at('issuer'), 'issuer must be https (plain http is accepted for loopback development only)'))
+  }
+  if (iss.jwksUri) {
+    const u = new URL(iss.jwksUri)
+    if (u.protocol !== 'https:' && !isLoopback(u.hostname)) problems.push(problemAt(src, at('jwksUri'), 'jwksUri must be https'))
+  }
+  if (iss.discovery === false && !iss.jwksUri) problems.push(problemAt(src, at(), 'set jwksUri, or enable discovery'))
+  if (iss.requireTyp === 'any') warnings.push(`issuer ${name}: typ check relaxed (requireTyp: any), a documented deviation from RFC 9068`)
+  return {
+    name,
+    issuer: iss.issuer,
+    jwksUri: iss.jwksUri,
+    discovery: iss.discovery ?? !iss.jwksUri,
+    algorithms: iss.algorithms,
+    extraAudiences: iss.audience ?? [],
+    clockSkewSec: Math.round(clockSkewMs / 1000),
+    requireTyp: iss.requireTyp,
+    strictAudience: iss.strictAudience,
+    maxTokenSize: parseSize(iss.maxTokenSize),
+    jwks: {
+      cooldownMs: parseDuration(iss.jwks.cooldown),
+      maxAgeMs: parseDuration(iss.jwks.maxAge),
+      maxStaleMs: parseDuration(iss.jwks.maxStale),
+      timeoutMs: parseDuration(iss.jwks.timeout),
+    },
+  }
+}
+
+function normalizeRoute(src: YamlSource, r: RouteInput, i: number, origin: string, problems: ConfigProblem[]): RuntimeRoute {
+  const resource = r.resource ?? `${origin}${r.path}`
+  let metadataPath = `${PRM_WELL_KNOWN}${r.path}`
+  try {
+    const u = new URL(resource)
+    if (u.hash || resource.includes('#')) problems.push(problemAt(src, ['routes', i, 'resource'], 'a resource identifier has no fragment (RFC 8707)'))
+    if (u.origin !== origin) problems.push(problemAt(src, ['routes', i, 'resource'], `the resource must be on the public origin ${origin}, where its metadata is served`))
+    if (u.search) problems.push(problemAt(src, ['routes', i, 'resource'], 'a resource identifier should have no query'))
+    metadataPath = `${PRM_WELL_KNOWN}${u.pathname === '/' ? '' : u.pathname}`
+  } catch {
+    problems.push(problemAt(src, ['routes', i, 'resource'], 'resource must be an absolute URL'))
+  }
+  return {
+    name: r.name,
+    path: r.path,
+    upstream: {
+      url: r.upstream.url,
+      timeoutMs: parseDuration(r.upstream.timeout),
+      idleTimeoutMs: parseDuration(r.upstream.idleTimeout),
+      connections: r.upstream.connections,
+    },
+    resource,
+    resourceName: r.resourceName ?? `MCP server ${r.name}`,
+    metadataUrl: `${origin}${metadataPath}`,
+    metadataPath,
+    issuers: r.issuers,
+    scopesSupported: r.scopesSupported,
+    requiredScopes: r.requiredScopes,
+    allowedOrigins: new Set(r.allowedOrigins),
+    bodyLimit: parseSize(r.bodyLimit),
+  }
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object' && !Object.isFrozen(o)) {
+    Object.freeze(o)
+    if (o instanceof Map || o instanceof Set) {
+      for (const v of o.values()) deepFreeze(v)
+    } else {
+      for (const v of Object.values(o)) deepFreeze(v)
+    }
+  }
+  return o
+}

@@ -1,0 +1,182 @@
+/**
+ * The gateway.yaml contract. This TypeBox schema is the single source of the TypeScript types,
+ * of validation (ajv) and of the published JSON Schema in policies/schema/gateway.schema.json.
+ * Descriptions are the documentation editors show on hover; they state units and defaults.
+ */
+import { Type, type Static } from '@sinclair/typebox'
+
+const Strict = { additionalProperties: false } as const
+
+export const Duration = Type.String({
+  pattern: '^[0-9]+(ms|s|m|h)$',
+  description: 'A duration such as 500ms, 30s, 5m or 1h.',
+})
+
+export const ByteSize = Type.String({
+  pattern: '^[0-9]+(b|kb|mb)$',
+  description: 'A size such as 8kb or 1mb (powers of 1024).',
+})
+
+/** A secret is never written inline in production configs: it names an env var or a file. */
+export const SecretSource = Type.Union(
+  [
+    Type.Object({ fromEnv: Type.String({ minLength: 1, description: 'Name of the environment variable that holds the secret.' }) }, Strict),
+    Type.Object({ fromFile: Type.String({ minLength: 1, description: 'Path of a file whose content (trimmed) is the secret.' }) }, Strict),
+    Type.Object({ value: Type.String({ minLength: 1, description: 'Inline secret. For development only; logged as a warning at start-up.' }) }, Strict),
+  ],
+  { description: 'Where a secret comes from: fromEnv, fromFile or (development only) value.' },
+)
+
+const HttpUrl = Type.String({ format: 'uri', pattern: '^https?://', description: 'An absolute http(s) URL.' })
+
+const Listen = Type.Object(
+  {
+    host: Type.String({ default: '127.0.0.1', description: 'Address to bind. Default 127.0.0.1 (loopback only).' }),
+    port: Type.Integer({ minimum: 0, maximum: 65535, description: 'TCP port.' }),
+  },
+  Strict,
+)
+
+export const IssuerSchema = Type.Object(
+  {
+    issuer: Type.String({ minLength: 1, description: 'The issuer identifier, compared byte for byte with the `iss` claim.' }),
+    jwksUri: Type.Optional(HttpUrl),
+    discovery: Type.Optional(
+      Type.Boolean({
+        description:
+          'Fetch RFC 8414 / OIDC metadata from the issuer to find jwks_uri (and introspection/token endpoints). Default true when jwksUri is not set.',
+      }),
+    ),
+    algorithms: Type.Array(Type.Union([Type.Literal('RS256'), Type.Literal('RS384'), Type.Literal('RS512'), Type.Literal('PS256'), Type.Literal('PS384'), Type.Literal('PS512'), Type.Literal('ES256'), Type.Literal('ES384'), Type.Literal('ES512'), Type.Literal('EdDSA')]), {
+      minItems: 1,
+      uniqueItems: true,
+      default: ['RS256'],
+      description: 'Accepted JWS algorithms. Asymmetric only: `none` and HS* are never accepted. Default [RS256] (RFC 9068 requires RS256 support).',
+    }),
+    audience: Type.Optional(
+      Type.Array(Type.String({ minLength: 1 }), {
+        minItems: 1,
+        description: 'Extra accepted audiences. The route resource is always required to be among the token `aud` values; this list is only for issuers that mint a fixed audience (documented deviation).',
+      }),
+    ),
+    clockSkew: Type.String({ ...Duration, default: '30s', description: 'Leeway for exp/nbf/iat. Default 30s, at most 60s.' }),
+    requireTyp: Type.Union([Type.Literal('at+jwt'), Type.Literal('any')], {
+      default: 'at+jwt',
+      description:
+        'RFC 9068 `typ` check. `at+jwt` (default) rejects anything else. `any` is a compatibility switch for issuers that mint `typ: JWT`; ID tokens are still refused (nonce/at_hash present or aud equal to client_id).',
+    }),
+    strictAudience: Type.Boolean({ default: false, description: 'Reject tokens with more than one audience (RFC 9068 §5). Default false.' }),
+    maxTokenSize: Type.String({ ...ByteSize, default: '8kb', description: 'Tokens longer than this are refused before any decoding. Default 8kb.' }),
+    jwks: Type.Object(
+      {
+        cooldown: Type.String({ ...Duration, default: '30s', description: 'Minimum time between two JWKS fetches caused by unknown kids. Default 30s.' }),
+        maxAge: Type.String({ ...Duration, default: '10m', description: 'Refresh the key set in the background after this age. Default 10m.' }),
+        maxStale: Type.String({ ...Duration, default: '24h', description: 'Keep using the last good key set this long while the AS is unreachable, then fail closed (503). Default 24h.' }),
+        timeout: Type.String({ ...Duration, default: '5s', description: 'Timeout of one JWKS or discovery fetch. Default 5s.' }),
+      },
+      { ...Strict, default: {} },
+    ),
+  },
+  { ...Strict, description: 'An authorization server whose access tokens the gateway accepts.' },
+)
+
+export const RouteSchema = Type.Object(
+  {
+    name: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$', description: 'Route name, used in metrics, logs and policies.' }),
+    path: Type.String({
+      pattern: '^/[A-Za-z0-9._~!$&\'()*+,;=:@/-]*[^/]$|^/$',
+      description: 'Exact request path of this MCP endpoint on the gateway, e.g. /mcp/github. No trailing slash; matched exactly (no prefix match, no normalisation).',
+    }),
+    upstream: Type.Object(
+      {
+        url: HttpUrl,
+        timeout: Type.String({ ...Duration, default: '60s', description: 'Time to wait for the upstream response headers. 504 after. Default 60s.' }),
+        idleTimeout: Type.String({ ...Duration, default: '5m', description: 'Maximum silence on a streaming response before it is cut. Default 5m.' }),
+        connections: Type.Integer({ minimum: 1, default: 64, description: 'Pooled connections to this upstream. Default 64.' }),
+      },
+      Strict,
+    ),
+    resource: Type.Optional(
+      Type.String({ format: 'uri', description: 'The route resource identifier (RFC 8707). Default: server.publicUrl + path.' }),
+    ),
+    resourceName: Type.Optional(Type.String({ description: 'Human readable name published in protected-resource metadata.' })),
+    issuers: Type.Array(Type.String(), { minItems: 1, description: 'Names of issuers (under `issuers:`) whose tokens this route accepts.' }),
+    scopesSupported: Type.Array(Type.String({ pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]+$' }), {
+      default: [],
+      description: 'Baseline scopes published in metadata and in 401 challenges. Do not list offline_access.',
+    }),
+    requiredScopes: Type.Array(Type.String({ pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]+$' }), {
+      default: [],
+      description: 'Scopes every token must carry to use this route at all; missing → 403 insufficient_scope.',
+    }),
+    allowedOrigins: Type.Array(Type.String(), {
+      default: [],
+      description: 'Browser origins allowed to call this route. A request with any other Origin gets 403 (DNS-rebinding defence). Requests without Origin are not affected.',
+    }),
+    bodyLimit: Type.String({ ...ByteSize, default: '1mb', description: 'Largest accepted request body. Default 1mb.' }),
+  },
+  { ...Strict, description: 'One protected MCP endpoint: a path on the gateway in front of one upstream MCP server.' },
+)
+
+export const GatewayConfigSchema = Type.Object(
+  {
+    $schema: Type.Optional(Type.String()),
+    server: Type.Object(
+      {
+        publicUrl: Type.String({
+          format: 'uri',
+          pattern: '^https?://[^/?#]+$',
+          description: 'Public origin of the gateway (scheme://host[:port], no path). Resource identifiers and metadata URLs are built from it, never from the Host header.',
+        }),
+        listen: Listen,
+        allowedHosts: Type.Optional(
+          Type.Array(Type.String({ minLength: 1 }), {
+            description: 'Host header values accepted (DNS-rebinding defence); others get 421. Default: the host of publicUrl.',
+          }),
+        ),
+        trustProxy: Type.Boolean({ default: false, description: 'Trust X-Forwarded-For for client addresses in logs. Never used to build URLs. Default false.' }),
+        shutdownGrace: Type.String({ ...Duration, default: '10s', description: 'How long SIGTERM waits for in-flight requests and streams. Default 10s.' }),
+        maxHeaderSize: Type.String({ ...ByteSize, default: '16kb', description: 'Largest total request header size; 431 after. Default 16kb.' }),
+      },
+      Strict,
+    ),
+    admin: Type.Object(
+      {
+        listen: Listen,
+      },
+      { ...Strict, description: 'Health and metrics listener; keep it off the public network.' },
+    ),
+    issuers: Type.Record(Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' }), IssuerSchema, {
+      minProperties: 1,
+      description: 'Authorization servers, by name.',
+    }),
+    routes: Type.Array(RouteSchema, { minItems: 1 }),
+    cache: Type.Object(
+      {
+        redis: Type.Optional(
+          Type.Object(
+            {
+              url: Type.Union([Type.String({ pattern: '^rediss?://' }), SecretSource], { description: 'redis:// or rediss:// URL, or a secret reference holding one.' }),
+              keyPrefix: Type.String({ default: 'mcpw:', description: 'Prefix for every key the gateway writes. Default mcpw:' }),
+              commandTimeout: Type.String({ ...Duration, default: '250ms', description: 'A Redis command slower than this counts as a miss. Default 250ms.' }),
+            },
+            Strict,
+          ),
+        ),
+      },
+      { ...Strict, default: {}, description: 'Shared state. Without redis, an in-memory cache per replica is used.' },
+    ),
+    logging: Type.Object(
+      {
+        level: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),
+      },
+      { ...Strict, default: {} },
+    ),
+  },
+  { ...Strict, title: 'mcp-warden gateway configuration' },
+)
+
+export type GatewayConfigInput = Static<typeof GatewayConfigSchema>
+export type IssuerInput = Static<typeof IssuerSchema>
+export type RouteInput = Static<typeof RouteSchema>
+export type SecretSourceInput = Static<typeof SecretSource>

@@ -1,0 +1,7 @@
+import type { TSchema } from '@sinclair/typebox'
+import { GatewayConfigSchema } from './schema.js'
+
+/** Every published schema, by file name. Later modules (policy) add theirs here. */
+export const schemas: Record<string, TSchema> = {
+  gateway: GatewayConfigSchema,
+}

@@ -1,0 +1,44 @@
+/**
+ * What the pipeline stages learn about a request, attached to it as `request.gw`. Each stage
+ * fills its own part: auth → principal, mcp → mcp, proxy → upstream outcome.
+ */
+import type { Principal } from './auth/principal.js'
+import type { RuntimeRoute } from './config/load.js'
+import type { GatewayError } from './errors.js'
+import type { ParsedBody } from './mcp/jsonrpc.js'
+
+export interface McpContext {
+  body: ParsedBody
+  raw: Buffer
+  protocolVersion: string
+  sessionId: string | undefined
+  /** First request's method and target, for audit and policy. */
+  method: string | undefined
+  target: string | undefined
+  rpcId: string | number | undefined
+}
+
+export interface RequestContext {
+  route: RuntimeRoute | undefined
+  principal: Principal | undefined
+  mcp: McpContext | undefined
+  error: GatewayError | undefined
+  streaming: boolean
+  /** Headers the credential stage adds toward the upstream (e.g. the exchanged token). */
+  upstreamHeaders: Record<string, string> | undefined
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    gw: RequestContext
+  }
+}
+
+export const newContext = (route: RuntimeRoute | undefined): RequestContext => ({
+  route,
+  principal: undefined,
+  mcp: undefined,
+  error: undefined,
+  streaming: false,
+  upstreamHeaders: undefined,
+})

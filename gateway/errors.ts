@@ -1,0 +1,149 @@
+/**
+ * The one error catalogue. Every failure the gateway answers with has a stable code listed
+ * here and in docs/errors.md (a unit test keeps the two in sync). This module knows nothing
+ * about HTTP bodies: `error-handler.ts` is the one place where errors become responses.
+ */
+
+/** Bounded label used in metrics and audit lines; never free text. */
+export type Reason =
+  | 'auth-missing'
+  | 'auth-malformed'
+  | 'auth-invalid'
+  | 'auth-expired'
+  | 'auth-audience'
+  | 'auth-issuer'
+  | 'auth-signature'
+  | 'auth-unknown-key'
+  | 'auth-type'
+  | 'auth-too-large'
+  | 'auth-unavailable'
+  | 'auth-scope'
+  | 'origin'
+  | 'host'
+  | 'method'
+  | 'media-type'
+  | 'not-acceptable'
+  | 'body-too-large'
+  | 'mcp-invalid'
+  | 'mcp-version'
+  | 'policy-deny'
+  | 'route-not-found'
+  | 'upstream-unavailable'
+  | 'upstream-timeout'
+  | 'upstream-invalid'
+  | 'exchange-failed'
+  | 'internal'
+
+export type Protocol = 'oauth' | 'jsonrpc' | 'plain'
+
+interface ErrorSpec {
+  readonly status: number
+  readonly reason: Reason
+  /** Whether the body is an OAuth error (`error`, `error_description`) or a JSON-RPC error. */
+  readonly protocol: Protocol
+  /** JSON-RPC error code used when the body is JSON-RPC. */
+  readonly rpcCode?: number
+  /** Public message. Never includes request data; 5xx messages say nothing internal. */
+  readonly message: string
+}
+
+export const ERROR_CATALOGUE = {
+  GW_AUTH_TOKEN_MISSING: { status: 401, reason: 'auth-missing', protocol: 'oauth', message: 'Authorization required' },
+  GW_AUTH_INVALID_REQUEST: { status: 400, reason: 'auth-malformed', protocol: 'oauth', message: 'Malformed Authorization header' },
+  GW_AUTH_INVALID_TOKEN: { status: 401, reason: 'auth-invalid', protocol: 'oauth', message: 'The access token is invalid' },
+  GW_AUTH_INSUFFICIENT_SCOPE: { status: 403, reason: 'auth-scope', protocol: 'oauth', message: 'The access token lacks the required scope' },
+  GW_AUTH_UNAVAILABLE: { status: 503, reason: 'auth-unavailable', protocol: 'oauth', message: 'Token verification is temporarily unavailable' },
+  GW_HTTP_ORIGIN_FORBIDDEN: { status: 403, reason: 'origin', protocol: 'jsonrpc', rpcCode: -32600, message: 'Origin not allowed' },
+  GW_HTTP_MISDIRECTED: { status: 421, reason: 'host', protocol: 'plain', message: 'Misdirected request' },
+  GW_HTTP_METHOD_NOT_ALLOWED: { status: 405, reason: 'method', protocol: 'jsonrpc', rpcCode: -32600, message: 'Method not allowed' },
+  GW_HTTP_UNSUPPORTED_MEDIA_TYPE: { status: 415, reason: 'media-type', protocol: 'jsonrpc', rpcCode: -32600, message: 'Content-Type must be application/json' },
+  GW_HTTP_NOT_ACCEPTABLE: { status: 406, reason: 'not-acceptable', protocol: 'jsonrpc', rpcCode: -32600, message: 'Accept must list application/json and text/event-stream' },
+  GW_HTTP_BODY_TOO_LARGE: { status: 413, reason: 'body-too-large', protocol: 'jsonrpc', rpcCode: -32600, message: 'Request body too large' },
+  GW_HTTP_NOT_FOUND: { status: 404, reason: 'route-not-found', protocol: 'plain', message: 'Not found' },
+  GW_MCP_PARSE_ERROR: { status: 400, reason: 'mcp-invalid', protocol: 'jsonrpc', rpcCode: -32700, message: 'Parse error' },
+  GW_MCP_INVALID_REQUEST: { status: 400, reason: 'mcp-invalid', protocol: 'jsonrpc', rpcCode: -32600, message: 'Invalid request' },
+  GW_MCP_UNSUPPORTED_VERSION: { status: 400, reason: 'mcp-version', protocol: 'jsonrpc', rpcCode: -32600, message: 'Unsupported MCP-Protocol-Version' },
+  GW_POLICY_DENIED: { status: 403, reason: 'policy-deny', protocol: 'jsonrpc', rpcCode: -32003, message: 'Request denied by policy' },
+  GW_UPSTREAM_UNAVAILABLE: { status: 502, reason: 'upstream-unavailable', protocol: 'jsonrpc', rpcCode: -32603, message: 'Upstream unavailable' },
+  GW_UPSTREAM_TIMEOUT: { status: 504, reason: 'upstream-timeout', protocol: 'jsonrpc', rpcCode: -32603, message: 'Upstream timed out' },
+  GW_UPSTREAM_INVALID_RESPONSE: { status: 502, reason: 'upstream-invalid', protocol: 'jsonrpc', rpcCode: -32603, message: 'Upstream returned an invalid response' },
+  GW_EXCHANGE_FAILED: { status: 502, reason: 'exchange-failed', protocol: 'jsonrpc', rpcCode: -32603, message: 'Could not obtain a credential for the upstream' },
+  GW_INTERNAL: { status: 500, reason: 'internal', protocol: 'jsonrpc', rpcCode: -32603, message: 'Internal error' },
+} as const satisfies Record<string, ErrorSpec>
+
+export type GatewayErrorCode = keyof typeof ERROR_CATALOGUE
+
+export interface GatewayErrorOptions {
+  /** Detail for logs and audit only; never sent to the client. */
+  detail?: string
+  /** Narrower reason than the catalogue default (e.g. auth-expired for GW_AUTH_INVALID_TOKEN). */
+  reason?: Reason
+  /** Short client-safe description (RFC 6750 `error_description`); must not echo input. */
+  description?: string
+  /** Scope the client needs (insufficient_scope challenges). */
+  scope?: string
+  /** Seconds, for 503 answers. */
+  retryAfter?: number
+  cause?: unknown
+}
+
+export class GatewayError extends Error {
+  readonly code: GatewayErrorCode
+  readonly statusCode: number
+  readonly reason: Reason
+  readonly detail: string | undefined
+  readonly description: string | undefined
+  readonly scope: string | undefined
+  readonly retryAfter: number | undefined
+
+  constructor(code: GatewayErrorCode, options: GatewayErrorOptions = {}) {
+    const spec: ErrorSpec = ERROR_CATALOGUE[code]
+    super(spec.message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.name = 'GatewayError'
+    this.code = code
+    this.statusCode = spec.status
+    this.reason = options.reason ?? spec.reason
+    this.detail = options.detail
+    this.description = options.description
+    this.scope = options.scope
+    this.retryAfter = options.retryAfter
+  }
+
+  get spec(): ErrorSpec {
+    return ERROR_CATALOGUE[this.code]
+  }
+
+  /** 4xx explain themselves; 5xx never leak what went wrong. */
+  get expose(): boolean {
+    return this.statusCode < 500
+  }
+}
+
+export const isGatewayError = (e: unknown): e is GatewayError => e instanceof GatewayError
+
+/** A config or policy problem, with the position of the offending YAML node. */
+export interface ConfigProblem {
+  file: string
+  line: number
+  column: number
+  /** JSON path of the offending node, e.g. `routes[0].upstream`. */
+  path: string
+  message: string
+  severity: 'error' | 'warning'
+}
+
+export class ConfigError extends Error {
+  readonly problems: ConfigProblem[]
+  constructor(problems: ConfigProblem[]) {
+    const errors = problems.filter((p) => p.severity === 'error')
+    super(
+      `invalid configuration (${errors.length} problem${errors.length === 1 ? '' : 's'}):\n` +
+        errors.map(formatProblem).map((l) => `  ${l}`).join('\n'),
+    )
+    this.name = 'ConfigError'
+    this.problems = problems
+  }
+}
+
+export const formatProblem = (p: ConfigProblem): string =>
+  `${p.file}:${p.line}:${p.column}  ${p.severity === 'warning' ? 'warning: ' : ''}${p.path ? `${p.path}: ` : ''}${p.message}`

@@ -1,0 +1,175 @@
+/**
+ * A strict RFC 8259 parser for input the gateway makes decisions on (JWT segments, JSON-RPC
+ * bodies). Unlike JSON.parse it rejects duplicate member names (JSON.parse keeps the last one,
+ * an upstream may keep the first: a parser differential an attacker can use), `__proto__`
+ * members, and nesting deeper than a limit. Objects are created without a prototype chain
+ * being consulted for `__proto__`.
+ */
+
+export class StrictJsonError extends Error {
+  constructor(
+    message: string,
+    readonly offset: number,
+  ) {
+    super(message)
+    this.name = 'StrictJsonError'
+  }
+}
+
+export interface StrictJsonOptions {
+  /** Maximum nesting of arrays and objects. Default 64. */
+  maxDepth?: number
+  /** Reject member names that can pollute prototypes (`__proto__`, `constructor.prototype`). Default true. */
+  rejectProtoKeys?: boolean
+}
+
+const WS = new Uint8Array(128)
+WS[0x20] = WS[0x09] = WS[0x0a] = WS[0x0d] = 1
+const NUMBER = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y
+
+export function parseStrictJson(text: string, options: StrictJsonOptions = {}): unknown {
+  const maxDepth = options.maxDepth ?? 64
+  const rejectProto = options.rejectProtoKeys ?? true
+  let i = 0
+  const n = text.length
+
+  const fail = (msg: string): never => {
+    throw new StrictJsonError(msg, i)
+  }
+  const skipWs = () => {
+    while (i < n) {
+      const c = text.charCodeAt(i)
+      if (c < 128 && WS[c] === 1) i++
+      else break
+    }
+  }
+
+  const parseString = (): string => {
+    // i is at the opening quote
+    const start = ++i
+    let escaped = false
+    while (i < n) {
+      const c = text.charCodeAt(i)
+      if (c === 0x22) break
+      if (c === 0x5c) {
+        escaped = true
+        i += 2
+        continue
+      }
+      if (c < 0x20) fail('control character in string')
+      i++
+    }
+    if (i >= n) fail('unterminated string')
+    const raw = text.slice(start, i)
+    i++
+    if (!escaped) return raw
+    try {
+      return JSON.parse(`"${raw}"`) as string
+    } catch {
+      return fail('invalid escape in string')
+    }
+  }
+
+  const parseValue = (depth: number): unknown => {
+    skipWs()
+    if (i >= n) fail('unexpected end of input')
+    const c = text.charCodeAt(i)
+    if (c === 0x7b) return parseObject(depth + 1)
+    if (c === 0x5b) return parseArray(depth + 1)
+    if (c === 0x22) return parseString()
+    if (c === 0x74) return literal('true', true)
+    if (c === 0x66) return literal('false', false)
+    if (c === 0x6e) return literal('null', null)
+    NUMBER.lastIndex = i
+    const m = NUMBER.exec(text)
+    if (!m) return fail('unexpected character')
+    i += m[0].length
+    const v = Number(m[0])
+    if (!Number.isFinite(v)) fail('number out of range')
+    return v
+  }
+
+  const literal = (word: string, value: unknown): unknown => {
+    if (text.startsWith(word, i)) {
+      i += word.length
+      return value
+    }
+    return fail('unexpected token')
+  }
+
+  const parseObject = (depth: number): Record<string, unknown> => {
+    if (depth > maxDepth) fail('nesting too deep')
+    i++
+    const out: Record<string, unknown> = {}
+    skipWs()
+    if (text.charCodeAt(i) === 0x7d) {
+      i++
+      return out
+    }
+    for (;;) {
+      skipWs()
+      if (text.charCodeAt(i) !== 0x22) fail('expected member name')
+      const key = parseString()
+      if (rejectProto && (key === '__proto__' || key === 'constructor' || key === 'prototype')) fail(`forbidden member name "${key}"`)
+      if (Object.prototype.hasOwnProperty.call(out, key)) fail(`duplicate member name "${key}"`)
+      skipWs()
+      if (text.charCodeAt(i) !== 0x3a) fail('expected ":"')
+      i++
+      const value = parseValue(depth)
+      Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true })
+      skipWs()
+      const c = text.charCodeAt(i)
+      if (c === 0x2c) {
+        i++
+        continue
+      }
+      if (c === 0x7d) {
+        i++
+        return out
+      }
+      fail('expected "," or "}"')
+    }
+  }
+
+  const parseArray = (depth: number): unknown[] => {
+    if (depth > maxDepth) fail('nesting too deep')
+    i++
+    const out: unknown[] = []
+    skipWs()
+    if (text.charCodeAt(i) === 0x5d) {
+      i++
+      return out
+    }
+    for (;;) {
+      out.push(parseValue(depth))
+      skipWs()
+      const c = text.charCodeAt(i)
+      if (c === 0x2c) {
+        i++
+        continue
+      }
+      if (c === 0x5d) {
+        i++
+        return out
+      }
+      fail('expected "," or "]"')
+    }
+  }
+
+  const value = parseValue(0)
+  skipWs()
+  if (i !== n) fail('trailing data after JSON value')
+  return value
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
+
+/** Decode bytes that must be UTF-8 (RFC 8259 §8.1, RFC 8725 §3.7); a BOM is refused. */
+export function decodeUtf8Strict(bytes: Uint8Array): string {
+  if (bytes.length >= 3 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) throw new StrictJsonError('byte order mark', 0)
+  try {
+    return utf8.decode(bytes)
+  } catch {
+    throw new StrictJsonError('invalid UTF-8', 0)
+  }
+}

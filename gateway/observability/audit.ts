@@ -1,0 +1,44 @@
+/**
+ * One structured audit line per MCP request. It names who (issuer, subject, agent, delegation
+ * chain), what (route, method, target), the outcome and why, and never a token or raw
+ * arguments. Later stages (policy, credentials) add their fields to `request.gw`.
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { auditablePrincipal } from '../auth/principal.js'
+
+export interface AuditRecord {
+  requestId: string
+  route: string | undefined
+  httpMethod: string
+  status: number
+  reason: string
+  code: string | undefined
+  principal: Record<string, unknown> | undefined
+  mcp: { method?: string; target?: string; rpcId?: string | number; protocolVersion?: string; session?: boolean; batch?: boolean } | undefined
+  streaming: boolean
+  latencyMs: number
+}
+
+export function auditRecord(request: FastifyRequest, reply: FastifyReply): AuditRecord {
+  const gw = request.gw
+  const mcp = gw.mcp
+  return {
+    requestId: request.id,
+    route: gw.route?.name,
+    httpMethod: request.method,
+    status: reply.statusCode,
+    reason: gw.error?.reason ?? 'ok',
+    code: gw.error?.code,
+    principal: auditablePrincipal(gw.principal),
+    mcp: mcp && {
+      method: mcp.method,
+      target: mcp.target,
+      rpcId: mcp.rpcId,
+      protocolVersion: mcp.protocolVersion,
+      session: mcp.sessionId !== undefined || undefined,
+      batch: mcp.body.batch || undefined,
+    },
+    streaming: gw.streaming,
+    latencyMs: Math.round(reply.elapsedTime * 100) / 100,
+  }
+}

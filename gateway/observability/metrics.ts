@@ -1,0 +1,88 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+
+/**
+ * Every metric the gateway exports, on a registry per gateway instance (tests run several
+ * gateways in one process). Label values are bounded: route and issuer names come from config,
+ * reasons from the closed `Reason` set in errors.ts. docs/metrics.md lists them; the Grafana
+ * dashboard may only use these names.
+ */
+export function createMetrics() {
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry, prefix: 'mcp_warden_process_' })
+  const m = {
+    registry,
+    requests: new Counter({
+      name: 'mcp_warden_requests_total',
+      help: 'Requests answered, by route, MCP method class and HTTP status.',
+      labelNames: ['route', 'status', 'reason'] as const,
+      registers: [registry],
+    }),
+    requestDuration: new Histogram({
+      name: 'mcp_warden_request_duration_seconds',
+      help: 'Time to response headers, by route.',
+      labelNames: ['route'] as const,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+    tokenValidations: new Counter({
+      name: 'mcp_warden_token_validations_total',
+      help: 'Access-token validations by route, outcome (valid, missing, invalid, unavailable) and reason.',
+      labelNames: ['route', 'outcome', 'reason'] as const,
+      registers: [registry],
+    }),
+    tokenCacheHits: new Counter({
+      name: 'mcp_warden_token_cache_hits_total',
+      help: 'Validated-token cache hits (no signature verification needed).',
+      registers: [registry],
+    }),
+    jwksFetches: new Counter({
+      name: 'mcp_warden_jwks_fetches_total',
+      help: 'JWKS and discovery fetches by issuer, source (origin/redis) and outcome.',
+      labelNames: ['issuer', 'source', 'outcome'] as const,
+      registers: [registry],
+    }),
+    jwksKeys: new Gauge({
+      name: 'mcp_warden_jwks_keys',
+      help: 'Signing keys currently loaded, by issuer.',
+      labelNames: ['issuer'] as const,
+      registers: [registry],
+    }),
+    jwksAge: new Gauge({
+      name: 'mcp_warden_jwks_age_seconds',
+      help: 'Age of the key set in use, by issuer.',
+      labelNames: ['issuer'] as const,
+      registers: [registry],
+    }),
+    redisUp: new Gauge({
+      name: 'mcp_warden_redis_up',
+      help: '1 when the shared Redis answers, 0 when the gateway is serving from memory only.',
+      registers: [registry],
+    }),
+    redisErrors: new Counter({
+      name: 'mcp_warden_redis_errors_total',
+      help: 'Redis commands that failed or timed out (the gateway fell back to memory).',
+      registers: [registry],
+    }),
+    upstreamErrors: new Counter({
+      name: 'mcp_warden_upstream_errors_total',
+      help: 'Upstream failures by route and reason.',
+      labelNames: ['route', 'reason'] as const,
+      registers: [registry],
+    }),
+    activeStreams: new Gauge({
+      name: 'mcp_warden_active_streams',
+      help: 'Open SSE responses being relayed, by route.',
+      labelNames: ['route'] as const,
+      registers: [registry],
+    }),
+    configInfo: new Gauge({
+      name: 'mcp_warden_config_info',
+      help: 'Constant 1, labelled with the loaded configuration digest.',
+      labelNames: ['digest'] as const,
+      registers: [registry],
+    }),
+  }
+  return m
+}
+
+export type Metrics = ReturnType<typeof createMetrics>

@@ -1,0 +1,48 @@
+/**
+ * Header hygiene in both directions. Toward the upstream only an allow-list passes, so the
+ * caller's Authorization, cookies, hop-by-hop fields and any identity header a client tries to
+ * smuggle never arrive; the downstream credential is added afterwards by the caller.
+ */
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
+import { DROPPED_RESPONSE_HEADERS, FORWARDED_REQUEST_HEADER_PREFIXES, FORWARDED_REQUEST_HEADERS } from '../mcp/protocol.js'
+
+export interface ForwardContext {
+  requestId: string
+  host: string
+  clientIp: string
+  proto: string
+}
+
+export function upstreamRequestHeaders(inbound: IncomingHttpHeaders, ctx: ForwardContext): Record<string, string> {
+  const out: Record<string, string> = {}
+  // Fields named in Connection are hop-by-hop even if they are on the allow-list (RFC 9110 §7.6.1).
+  const hop = new Set((typeof inbound.connection === 'string' ? inbound.connection : '').split(',').map((s) => s.trim().toLowerCase()))
+  for (const [name, value] of Object.entries(inbound)) {
+    if (value === undefined || hop.has(name)) continue
+    if (FORWARDED_REQUEST_HEADERS.has(name) || FORWARDED_REQUEST_HEADER_PREFIXES.some((p) => name.startsWith(p))) {
+      out[name] = Array.isArray(value) ? value.join(', ') : value
+    }
+  }
+  out.host = ctx.host
+  out['x-request-id'] = ctx.requestId
+  out['x-forwarded-for'] = ctx.clientIp
+  out['x-forwarded-proto'] = ctx.proto
+  return out
+}
+
+export function clientResponseHeaders(upstream: OutgoingHttpHeaders | IncomingHttpHeaders, requestId: string): Record<string, string | string[] | number> {
+  const out: Record<string, string | string[] | number> = {}
+  const hop = new Set((typeof upstream.connection === 'string' ? upstream.connection : '').split(',').map((s) => s.trim().toLowerCase()))
+  for (const [name, value] of Object.entries(upstream)) {
+    if (value === undefined || DROPPED_RESPONSE_HEADERS.has(name) || hop.has(name)) continue
+    out[name] = value
+  }
+  if (typeof out['content-type'] === 'string' && out['content-type'].startsWith('text/event-stream')) {
+    // SSE must reach the client event by event: no intermediary buffering, no caching.
+    out['cache-control'] = 'no-cache'
+    out['x-accel-buffering'] = 'no'
+    delete out['content-length']
+  }
+  out['x-request-id'] = requestId
+  return out
+}

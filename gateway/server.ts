@@ -1,0 +1,146 @@
+/**
+ * Composition: builds the public and admin Fastify instances and wires the pipeline stages in
+ * order. No I/O happens at import time; `start()` listens, `close()` drains.
+ *
+ *   onRequest   host check → route lookup → origin check → authenticate (principal or 401)
+ *   body        raw JSON bytes (UTF-8 only)
+ *   preHandler  MCP checks + strict parse → [decide] → [downstream credential]
+ *   handler     proxy to the upstream (JSON or SSE streamed)
+ *   onResponse  audit line + metrics
+ */
+import { randomUUID } from 'node:crypto'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type preHandlerHookHandler } from 'fastify'
+import type { Logger } from 'pino'
+import { authenticateHook } from './auth/plugin.js'
+import { TokenValidator, type OpaqueTokenVerifier } from './auth/token-validator.js'
+import { RedisStore } from './cache/redis.js'
+import { MemoryStore, type SharedStore } from './cache/store.js'
+import type { RuntimeConfig, RuntimeRoute } from './config/load.js'
+import { newContext } from './context.js'
+import { sendError } from './error-handler.js'
+import { GatewayError } from './errors.js'
+import { checkMcpRequest, registerJsonBodyParser, registerResourceMetadata } from './mcp/plugin.js'
+import { buildAdminServer, type ReadinessCheck } from './observability/admin.js'
+import { auditRecord } from './observability/audit.js'
+import { createMetrics, type Metrics } from './observability/metrics.js'
+import { registerRouteProxy } from './proxy/plugin.js'
+
+export interface GatewayDeps {
+  logger: Logger
+  store?: SharedStore
+  metrics?: Metrics
+  opaque?: OpaqueTokenVerifier
+  /** Extra preHandler stages (decide, credentials), in pipeline order, per route. */
+  stages?: (route: RuntimeRoute) => preHandlerHookHandler[]
+  now?: () => number
+}
+
+export interface Gateway {
+  app: FastifyInstance
+  admin: FastifyInstance
+  config: RuntimeConfig
+  validator: TokenValidator
+  store: SharedStore
+  metrics: Metrics
+  logger: Logger
+  /** Extra readiness checks registered by later stages. */
+  readiness: ReadinessCheck[]
+  start(): Promise<{ url: string; adminUrl: string }>
+  close(): Promise<void>
+}
+
+export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Promise<Gateway> {
+  const { logger } = deps
+  const metrics = deps.metrics ?? createMetrics()
+  const store =
+    deps.store ??
+    (config.cache.redis
+      ? new RedisStore({ url: config.cache.redis.url.reveal(), keyPrefix: config.cache.redis.keyPrefix, commandTimeoutMs: config.cache.redis.commandTimeoutMs, logger, metrics })
+      : new MemoryStore())
+  if (store instanceof RedisStore) await store.waitReady(2000)
+  const validator = new TokenValidator(config, { store, logger, metrics, ...(deps.opaque ? { opaque: deps.opaque } : {}), ...(deps.now ? { now: deps.now } : {}) })
+
+  const routesByPath = new Map(config.routes.map((r) => [r.path, r]))
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    genReqId: () => randomUUID(),
+    requestIdHeader: false,
+    trustProxy: config.server.trustProxy,
+    bodyLimit: Math.max(...config.routes.map((r) => r.bodyLimit)),
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    http: { maxHeaderSize: config.server.maxHeaderSize },
+    routerOptions: { caseSensitive: true, ignoreTrailingSlash: false, ignoreDuplicateSlashes: false },
+  })
+
+  app.decorateRequest('gw', null as never)
+  app.addHook('onRequest', async (request) => {
+    const q = request.url.indexOf('?')
+    request.gw = newContext(routesByPath.get(q === -1 ? request.url : request.url.slice(0, q)))
+    // DNS-rebinding defence (SHTTP-02): only the configured public host names are served.
+    const host = request.headers.host?.toLowerCase()
+    if (!host || !config.server.allowedHosts.has(host)) throw new GatewayError('GW_HTTP_MISDIRECTED', { detail: 'host not allowed' })
+  })
+  app.setErrorHandler((err, request, reply) => sendError(request, reply, err))
+  app.setNotFoundHandler((request, reply) => sendError(request, reply, new GatewayError('GW_HTTP_NOT_FOUND')))
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.gw?.route
+    if (!route) return
+    const reason = request.gw.error?.reason ?? 'ok'
+    metrics.requests.inc({ route: route.name, status: String(reply.statusCode), reason })
+    metrics.requestDuration.observe({ route: route.name }, reply.elapsedTime / 1000)
+    if (request.raw.method !== 'OPTIONS') request.log.info({ audit: auditRecord(request, reply) }, 'mcp.request')
+  })
+
+  registerJsonBodyParser(app)
+  registerResourceMetadata(app, config)
+  const authenticate = authenticateHook(validator, metrics)
+  for (const route of config.routes) {
+    await registerRouteProxy(app, route, { onRequest: [authenticate], preHandler: [checkMcpRequest, ...(deps.stages?.(route) ?? [])] }, metrics)
+  }
+
+  const readiness: ReadinessCheck[] = []
+  let draining = false
+  const admin = buildAdminServer(
+    metrics,
+    () => [
+      { name: 'config', critical: true, check: () => true },
+      { name: 'accepting', critical: true, check: () => !draining },
+      ...[...validator.keys.values()].map((k) => ({ name: `jwks:${k.name}`, critical: true, check: () => k.ready() })),
+      ...(config.cache.redis ? [{ name: 'redis', critical: false, check: () => store.healthy() }] : []),
+      ...readiness,
+    ],
+    logger,
+  )
+
+  return {
+    app,
+    admin,
+    config,
+    validator,
+    store,
+    metrics,
+    logger,
+    readiness,
+    async start() {
+      await validator.init()
+      const url = await app.listen({ host: config.server.listen.host, port: config.server.listen.port })
+      const adminUrl = await admin.listen({ host: config.admin.listen.host, port: config.admin.listen.port })
+      logger.info({ event: 'gateway.started', url, adminUrl, routes: config.routes.map((r) => ({ name: r.name, path: r.path, resource: r.resource })) }, 'mcp-warden listening')
+      return { url, adminUrl }
+    },
+    async close() {
+      draining = true
+      // In-flight requests, SSE streams included, get the grace period; then the rest are cut.
+      const force = setTimeout(() => app.server.closeAllConnections(), config.server.shutdownGraceMs)
+      force.unref()
+      await app.close()
+      clearTimeout(force)
+      await admin.close()
+      await store.close()
+    },
+  }
+}

@@ -1,0 +1,137 @@
+/**
+ * A whole deployment on loopback: a real oidc-provider AS, two real MCP SDK upstreams
+ * (alpha, beta), optionally a real redis-server, and mcp-warden in front, configured from YAML
+ * text exactly as an operator would. Logs are captured so tests can prove what never appears.
+ */
+import { Writable } from 'node:stream'
+import { pino } from 'pino'
+import { startAuthorizationServer, type AuthorizationServer, type AuthorizationServerOptions } from '../../demo/authorization-server.js'
+import { startMcpServer, type McpUpstream } from '../../demo/mcp-server.js'
+import { loadConfigText } from '../../gateway/config/load.js'
+import { buildGateway, type Gateway, type GatewayDeps } from '../../gateway/server.js'
+import { REDACT_PATHS, serializeRequest } from '../../gateway/observability/logger.js'
+import { freePort } from './ports.js'
+import { startRedis, type RedisInstance } from './redis.js'
+
+export interface StackOptions {
+  redis?: boolean | RedisInstance
+  as?: AuthorizationServer
+  asOptions?: AuthorizationServerOptions
+  /** Extra YAML under `issuers.demo` (indented by the helper). */
+  issuerExtra?: string
+  /** Extra YAML appended to each route. */
+  routeExtra?: string
+  /** Replace the generated YAML entirely. */
+  yaml?: (ctx: { publicUrl: string; port: number; adminPort: number; issuer: string; alpha: string; beta: string; redisUrl?: string }) => string
+  deps?: Partial<GatewayDeps>
+}
+
+export interface Stack {
+  as: AuthorizationServer
+  alpha: McpUpstream
+  beta: McpUpstream
+  redis: RedisInstance | undefined
+  gateway: Gateway
+  url: string
+  adminUrl: string
+  resource: { alpha: string; beta: string }
+  logs: string[]
+  /** Every log line parsed; audit lines have an `audit` member. */
+  logLines(): Record<string, unknown>[]
+  token(o?: { route?: 'alpha' | 'beta'; scope?: string; subject?: string; clientId?: string }): Promise<string>
+  close(): Promise<void>
+}
+
+export async function startStack(o: StackOptions = {}): Promise<Stack> {
+  const as = o.as ?? (await startAuthorizationServer(o.asOptions))
+  const [alpha, beta] = await Promise.all([startMcpServer({ name: 'alpha' }), startMcpServer({ name: 'beta' })])
+  const redis = o.redis === true ? await startRedis() : o.redis || undefined
+  const port = await freePort()
+  const adminPort = await freePort()
+  const publicUrl = `http://127.0.0.1:${port}`
+  const ctx = { publicUrl, port, adminPort, issuer: as.issuer, alpha: alpha.url, beta: beta.url, ...(redis ? { redisUrl: redis.url } : {}) }
+  const indent = (s: string | undefined, n: number) => (s ? s.trim().split('\n').map((l) => ' '.repeat(n) + l).join('\n') + '\n' : '')
+  const yaml =
+    o.yaml?.(ctx) ??
+    `server:
+  publicUrl: ${publicUrl}
+  listen: { host: 127.0.0.1, port: ${port} }
+  shutdownGrace: 2s
+admin:
+  listen: { host: 127.0.0.1, port: ${adminPort} }
+issuers:
+  demo:
+    issuer: ${as.issuer}
+    jwks: { cooldown: 5s }
+${indent(o.issuerExtra, 4)}routes:
+  - name: alpha
+    path: /mcp/alpha
+    upstream: { url: ${alpha.url}, timeout: 5s }
+    issuers: [demo]
+    scopesSupported: [tools.read]
+${indent(o.routeExtra, 4)}  - name: beta
+    path: /mcp/beta
+    upstream: { url: ${beta.url}, timeout: 5s }
+    issuers: [demo]
+    scopesSupported: [tools.read]
+${indent(o.routeExtra, 4)}${redis ? `cache:\n  redis: { url: ${redis.url} }\n` : ''}logging: { level: info }
+`
+  const { config } = loadConfigText('test-gateway.yaml', yaml)
+  const logs: string[] = []
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      logs.push(...String(chunk).split('\n').filter(Boolean))
+      cb()
+    },
+  })
+  const logger = pino({ level: 'debug', redact: { paths: REDACT_PATHS, censor: '[redacted]' }, serializers: { req: serializeRequest } }, sink)
+  const gateway = await buildGateway(config, { logger, ...o.deps })
+  const { url, adminUrl } = await gateway.start()
+  const resource = { alpha: `${publicUrl}/mcp/alpha`, beta: `${publicUrl}/mcp/beta` }
+  return {
+    as,
+    alpha,
+    beta,
+    redis,
+    gateway,
+    url,
+    adminUrl,
+    resource,
+    logs,
+    logLines: () => logs.map((l) => JSON.parse(l) as Record<string, unknown>),
+    async token(t = {}) {
+      const r = await as.getToken({ resource: resource[t.route ?? 'alpha'], scope: t.scope ?? 'tools.read', ...(t.subject ? { subject: t.subject } : {}), ...(t.clientId ? { clientId: t.clientId } : {}) })
+      return r.access_token
+    },
+    async close() {
+      await gateway.close().catch(() => undefined)
+      await Promise.all([alpha.close(), beta.close()])
+      if (!o.as) await as.close()
+      if (o.redis === true) await redis?.stop()
+    },
+  }
+}
+
+export const MCP_HEADERS = {
+  accept: 'application/json, text/event-stream',
+  'content-type': 'application/json',
+  'mcp-protocol-version': '2025-11-25',
+} as const
+
+export const INIT = JSON.stringify({
+  jsonrpc: '2.0',
+  id: 1,
+  method: 'initialize',
+  params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } },
+})
+
+/** Parse a WWW-Authenticate Bearer challenge into its auth-params (RFC 9110 §11.6.1). */
+export function parseChallenge(header: string | null): { scheme: string; params: Record<string, string> } | undefined {
+  if (!header) return undefined
+  const m = /^(\S+)\s*(.*)$/s.exec(header)
+  if (!m) return undefined
+  const params: Record<string, string> = {}
+  const re = /([A-Za-z_]+)="((?:[^"\\]|\\.)*)"/g
+  for (let x = re.exec(m[2]!); x; x = re.exec(m[2]!)) params[x[1]!] = x[2]!.replace(/\\(.)/g, '$1')
+  return { scheme: m[1]!, params }
+}
