@@ -25,7 +25,19 @@ export interface RuntimeIssuer {
   readonly requireTyp: 'at+jwt' | 'any'
   readonly strictAudience: boolean
   readonly maxTokenSize: number
+  readonly tokenEndpoint: string | undefined
+  readonly introspectionEndpoint: string | undefined
+  readonly client: RuntimeOAuthClient | undefined
   readonly jwks: { readonly cooldownMs: number; readonly maxAgeMs: number; readonly maxStaleMs: number; readonly timeoutMs: number }
+}
+
+export interface RuntimeOAuthClient {
+  readonly id: string
+  readonly auth: 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt'
+  readonly secret: Secret | undefined
+  readonly privateKey: Secret | undefined
+  readonly keyId: string | undefined
+  readonly algorithm: string
 }
 
 export interface RuntimeRoute {
@@ -115,7 +127,7 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
   }
 
   const issuers = new Map<string, RuntimeIssuer>()
-  for (const [name, iss] of Object.entries(input.issuers)) issuers.set(name, normalizeIssuer(src, name, iss, problems, warnings))
+  for (const [name, iss] of Object.entries(input.issuers)) issuers.set(name, normalizeIssuer(src, name, iss, baseDir, env, problems, warnings))
 
   const routes: RuntimeRoute[] = []
   const seenPaths = new Map<string, number>()
@@ -172,7 +184,27 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
   }
 }
 
-function normalizeIssuer(src: YamlSource, name: string, iss: IssuerInput, problems: ConfigProblem[], warnings: string[]): RuntimeIssuer {
+function normalizeClient(src: YamlSource, name: string, iss: IssuerInput, baseDir: string, env: NodeJS.ProcessEnv, problems: ConfigProblem[], warnings: string[]): RuntimeOAuthClient | undefined {
+  const c = iss.client
+  if (!c) return undefined
+  const at = (...p: string[]) => ['issuers', name, 'client', ...p]
+  const resolve = (field: 'secret' | 'privateKey'): Secret | undefined => {
+    const source = c[field]
+    if (!source) return undefined
+    const r = resolveSecret(source, baseDir, env)
+    if (!r.ok) {
+      problems.push(problemAt(src, at(field), r.message))
+      return undefined
+    }
+    if (r.inline) warnings.push(`issuers.${name}.client.${field} is written inline; use fromEnv or fromFile outside development`)
+    return r.secret
+  }
+  if (c.auth === 'private_key_jwt' && !c.privateKey) problems.push(problemAt(src, at('auth'), 'private_key_jwt needs client.privateKey'))
+  if (c.auth !== 'private_key_jwt' && !c.secret) problems.push(problemAt(src, at('auth'), `${c.auth} needs client.secret`))
+  return { id: c.id, auth: c.auth, secret: resolve('secret'), privateKey: resolve('privateKey'), keyId: c.keyId, algorithm: c.algorithm }
+}
+
+function normalizeIssuer(src: YamlSource, name: string, iss: IssuerInput, baseDir: string, env: NodeJS.ProcessEnv, problems: ConfigProblem[], warnings: string[]): RuntimeIssuer {
   const at = (...p: string[]) => ['issuers', name, ...p]
   const clockSkewMs = parseDuration(iss.clockSkew)
   if (clockSkewMs > MAX_CLOCK_SKEW_MS) problems.push(problemAt(src, at('clockSkew'), 'clock skew may be at most 60s (RFC 9068 §4)'))
@@ -203,6 +235,9 @@ function normalizeIssuer(src: YamlSource, name: string, iss: IssuerInput, proble
     requireTyp: iss.requireTyp,
     strictAudience: iss.strictAudience,
     maxTokenSize: parseSize(iss.maxTokenSize),
+    tokenEndpoint: iss.tokenEndpoint,
+    introspectionEndpoint: iss.introspectionEndpoint,
+    client: normalizeClient(src, name, iss, baseDir, env, problems, warnings),
     jwks: {
       cooldownMs: parseDuration(iss.jwks.cooldown),
       maxAgeMs: parseDuration(iss.jwks.maxAge),

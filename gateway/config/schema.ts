@@ -37,6 +37,22 @@ const Listen = Type.Object(
   Strict,
 )
 
+/** mcp-warden's own client registration at an AS, used for introspection and token requests. */
+export const OAuthClientSchema = Type.Object(
+  {
+    id: Type.String({ minLength: 1, description: 'client_id of mcp-warden at this authorization server.' }),
+    auth: Type.Union([Type.Literal('client_secret_basic'), Type.Literal('client_secret_post'), Type.Literal('private_key_jwt')], {
+      default: 'client_secret_basic',
+      description: 'How mcp-warden authenticates to the AS. private_key_jwt (RFC 7523) needs no shared secret. Default client_secret_basic.',
+    }),
+    secret: Type.Optional(SecretSource),
+    privateKey: Type.Optional(Type.Union([SecretSource], { description: 'PEM (PKCS#8) or JWK of the private key for private_key_jwt.' })),
+    keyId: Type.Optional(Type.String({ minLength: 1, description: 'kid placed in the client assertion header.' })),
+    algorithm: Type.Union(['RS256', 'PS256', 'ES256', 'EdDSA'].map((a) => Type.Literal(a)), { default: 'RS256', description: 'Signing algorithm of the client assertion. Default RS256.' }),
+  },
+  { ...Strict, description: 'Client credentials of mcp-warden at this authorization server.' },
+)
+
 export const IssuerSchema = Type.Object(
   {
     issuer: Type.String({ minLength: 1, description: 'The issuer identifier, compared byte for byte with the `iss` claim.' }),
@@ -67,6 +83,9 @@ export const IssuerSchema = Type.Object(
     }),
     strictAudience: Type.Boolean({ default: false, description: 'Reject tokens with more than one audience (RFC 9068 §5). Default false.' }),
     maxTokenSize: Type.String({ ...ByteSize, default: '8kb', description: 'Tokens longer than this are refused before any decoding. Default 8kb.' }),
+    tokenEndpoint: Type.Optional(Type.String({ ...HttpUrl, description: 'Token endpoint (token exchange, client credentials). Default: from discovery.' })),
+    introspectionEndpoint: Type.Optional(Type.String({ ...HttpUrl, description: 'RFC 7662 introspection endpoint. Default: from discovery.' })),
+    client: Type.Optional(OAuthClientSchema),
     jwks: Type.Object(
       {
         cooldown: Type.String({ ...Duration, default: '30s', description: 'Minimum time between two JWKS fetches caused by unknown kids. Default 30s.' }),
