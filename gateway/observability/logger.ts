@@ -47,5 +47,5 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
     timestamp: pino.stdTimeFunctions.isoTime,
   }
   // Asynchronous destination keeps log I/O off the request path (flushed on shutdown).
-  return destination ? pino(options, destination) : pino(options, pino.destination({ dest: 1, sync: false, minLength: 4096 }))
+  return destination ? pino(options, destination) : pino(options, pino.destination({ dest: 1, sync: false }))
 }

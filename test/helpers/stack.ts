@@ -24,6 +24,8 @@ export interface StackOptions {
   /** Replace the generated YAML entirely. */
   yaml?: (ctx: { publicUrl: string; port: number; adminPort: number; issuer: string; alpha: string; beta: string; redisUrl?: string }) => string
   deps?: Partial<GatewayDeps>
+  /** Another replica of an existing deployment: same public URL (so the same resources), own port. */
+  replicaOf?: Stack
 }
 
 export interface Stack {
@@ -48,13 +50,14 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
   const redis = o.redis === true ? await startRedis() : o.redis || undefined
   const port = await freePort()
   const adminPort = await freePort()
-  const publicUrl = `http://127.0.0.1:${port}`
+  const publicUrl = o.replicaOf ? new URL(o.replicaOf.url).origin : `http://127.0.0.1:${port}`
+  const allowedHosts = o.replicaOf ? `\n  allowedHosts: [${new URL(publicUrl).host}, 127.0.0.1:${port}]` : ''
   const ctx = { publicUrl, port, adminPort, issuer: as.issuer, alpha: alpha.url, beta: beta.url, ...(redis ? { redisUrl: redis.url } : {}) }
   const indent = (s: string | undefined, n: number) => (s ? s.trim().split('\n').map((l) => ' '.repeat(n) + l).join('\n') + '\n' : '')
   const yaml =
     o.yaml?.(ctx) ??
     `server:
-  publicUrl: ${publicUrl}
+  publicUrl: ${publicUrl}${allowedHosts}
   listen: { host: 127.0.0.1, port: ${port} }
   shutdownGrace: 2s
 admin:
@@ -86,7 +89,8 @@ ${indent(o.routeExtra, 4)}${redis ? `cache:\n  redis: { url: ${redis.url} }\n` :
   })
   const logger = pino({ level: 'debug', redact: { paths: REDACT_PATHS, censor: '[redacted]' }, serializers: { req: serializeRequest } }, sink)
   const gateway = await buildGateway(config, { logger, ...o.deps })
-  const { url, adminUrl } = await gateway.start()
+  const { adminUrl } = await gateway.start()
+  const url = `http://127.0.0.1:${port}`
   const resource = { alpha: `${publicUrl}/mcp/alpha`, beta: `${publicUrl}/mcp/beta` }
   return {
     as,
