@@ -72,7 +72,7 @@ export const IssuerSchema = Type.Object(
     audience: Type.Optional(
       Type.Array(Type.String({ minLength: 1 }), {
         minItems: 1,
-        description: 'Extra accepted audiences. The route resource is always required to be among the token `aud` values; this list is only for issuers that mint a fixed audience (documented deviation).',
+        description: 'Audiences accepted in addition to the route resource, for issuers that cannot mint per-resource audiences. A deviation from RFC 8707 audience binding: a token with such an audience is valid on every route that lists this issuer.',
       }),
     ),
     clockSkew: Type.String({ ...Duration, default: '30s', description: 'Leeway for exp/nbf/iat. Default 30s, at most 60s.' }),

@@ -5,3 +5,8 @@ import { GatewayConfigSchema } from './schema.js'
 export const schemas: Record<string, TSchema> = {
   gateway: GatewayConfigSchema,
 }
+
+/** Docs that carry a generated reference table for a schema. */
+export const referenceDocs: Record<string, string> = {
+  gateway: 'docs/configuration.md',
+}
