@@ -26,6 +26,7 @@ export type Reason =
   | 'body-too-large'
   | 'mcp-invalid'
   | 'mcp-version'
+  | 'session'
   | 'policy-deny'
   | 'route-not-found'
   | 'upstream-unavailable'
@@ -62,6 +63,7 @@ export const ERROR_CATALOGUE = {
   GW_HTTP_NOT_FOUND: { status: 404, reason: 'route-not-found', protocol: 'plain', message: 'Not found' },
   GW_MCP_PARSE_ERROR: { status: 400, reason: 'mcp-invalid', protocol: 'jsonrpc', rpcCode: -32700, message: 'Parse error' },
   GW_MCP_INVALID_REQUEST: { status: 400, reason: 'mcp-invalid', protocol: 'jsonrpc', rpcCode: -32600, message: 'Invalid request' },
+  GW_MCP_SESSION_NOT_FOUND: { status: 404, reason: 'session', protocol: 'jsonrpc', rpcCode: -32001, message: 'Session not found' },
   GW_MCP_UNSUPPORTED_VERSION: { status: 400, reason: 'mcp-version', protocol: 'jsonrpc', rpcCode: -32600, message: 'Unsupported MCP-Protocol-Version' },
   GW_POLICY_DENIED: { status: 403, reason: 'policy-deny', protocol: 'jsonrpc', rpcCode: -32003, message: 'Request denied by policy' },
   GW_UPSTREAM_UNAVAILABLE: { status: 502, reason: 'upstream-unavailable', protocol: 'jsonrpc', rpcCode: -32603, message: 'Upstream unavailable' },

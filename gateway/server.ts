@@ -4,7 +4,7 @@
  *
  *   onRequest   host check → route lookup → origin check → authenticate (principal or 401)
  *   body        raw JSON bytes (UTF-8 only)
- *   preHandler  MCP checks + strict parse → [decide] → [downstream credential]
+ *   preHandler  MCP checks + strict parse → session owner → [decide] → [downstream credential]
  *   handler     proxy to the upstream (JSON or SSE streamed)
  *   onResponse  audit line + metrics
  */
@@ -24,6 +24,8 @@ import { buildAdminServer, type ReadinessCheck } from './observability/admin.js'
 import { auditRecord } from './observability/audit.js'
 import { createMetrics, type Metrics } from './observability/metrics.js'
 import { registerRouteProxy } from './proxy/plugin.js'
+import { SessionRegistry } from './session/binding.js'
+import { checkSessionHook, observeSessions } from './session/plugin.js'
 
 export interface GatewayDeps {
   logger: Logger
@@ -98,8 +100,16 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
   registerJsonBodyParser(app)
   registerResourceMetadata(app, config)
   const authenticate = authenticateHook(validator, metrics)
+  const sessions = new SessionRegistry(store, config.sessions.ttlMs)
+  const checkSession = checkSessionHook(sessions)
+  const sessionObserver = observeSessions(sessions)
   for (const route of config.routes) {
-    await registerRouteProxy(app, route, { onRequest: [authenticate], preHandler: [checkMcpRequest, ...(deps.stages?.(route) ?? [])] }, metrics)
+    await registerRouteProxy(
+      app,
+      route,
+      { onRequest: [authenticate], preHandler: [checkMcpRequest, checkSession, ...(deps.stages?.(route) ?? [])], onUpstreamResponse: [sessionObserver] },
+      metrics,
+    )
   }
 
   const readiness: ReadinessCheck[] = []

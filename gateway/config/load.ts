@@ -74,6 +74,7 @@ export interface RuntimeConfig {
   readonly routes: readonly RuntimeRoute[]
   readonly cache: { readonly redis: { readonly url: Secret; readonly keyPrefix: string; readonly commandTimeoutMs: number } | undefined }
   readonly logging: { readonly level: string }
+  readonly sessions: { readonly ttlMs: number }
   /** Start-up warnings (insecure development settings); logged once by main. */
   readonly warnings: readonly string[]
 }
@@ -180,6 +181,7 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
     routes,
     cache: { redis },
     logging: { level: input.logging.level },
+    sessions: { ttlMs: parseDuration(input.sessions.ttl) },
     warnings,
   }
 }

@@ -185,6 +185,12 @@ export const GatewayConfigSchema = Type.Object(
       },
       { ...Strict, default: {}, description: 'Shared state. Without redis, an in-memory cache per replica is used.' },
     ),
+    sessions: Type.Object(
+      {
+        ttl: Type.String({ ...Duration, default: '24h', description: 'How long the gateway remembers which caller owns an upstream session id. Default 24h.' }),
+      },
+      { ...Strict, default: {}, description: 'MCP sessions are bound to the caller that opened them; others get 404.' },
+    ),
     logging: Type.Object(
       {
         level: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),

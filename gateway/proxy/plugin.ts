@@ -13,9 +13,13 @@ import { GatewayError } from '../errors.js'
 import type { Metrics } from '../observability/metrics.js'
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js'
 
+/** Sees every upstream response before it is relayed (session binding, bookkeeping). */
+export type UpstreamResponseObserver = (request: FastifyRequest, status: number, headers: IncomingHttpHeaders) => Promise<void>
+
 export interface RouteStages {
   onRequest: onRequestHookHandler[]
   preHandler: preHandlerHookHandler[]
+  onUpstreamResponse: UpstreamResponseObserver[]
 }
 
 interface UpstreamResponse {
@@ -72,7 +76,7 @@ export async function registerRouteProxy(app: FastifyInstance, route: RuntimeRou
       bodyLimit: route.bodyLimit,
       onRequest: [originCheck, ...stages.onRequest],
       preHandler: stages.preHandler,
-      handler: (request, reply) => forward(request, reply, route, upstream, metrics),
+      handler: (request, reply) => forward(request, reply, route, upstream, metrics, stages.onUpstreamResponse),
     })
 
     // CORS preflight carries no credentials: answered here, never proxied (SHTTP-05).
@@ -106,7 +110,7 @@ export async function registerRouteProxy(app: FastifyInstance, route: RuntimeRou
   })
 }
 
-function forward(request: FastifyRequest, reply: FastifyReply, route: RuntimeRoute, upstream: URL, metrics: Metrics): FastifyReply {
+function forward(request: FastifyRequest, reply: FastifyReply, route: RuntimeRoute, upstream: URL, metrics: Metrics, observers: UpstreamResponseObserver[]): FastifyReply {
   const mcp = request.gw.mcp
   const hasBody = request.method === 'POST' && mcp !== undefined
   return reply.from(upstream.pathname, {
@@ -156,7 +160,20 @@ function forward(request: FastifyRequest, reply: FastifyReply, route: RuntimeRou
           if (!res.stream.destroyed) res.stream.destroy()
         })
       }
-      rep.send(res.stream)
+      if (observers.length === 0) {
+        rep.send(res.stream)
+        return
+      }
+      // Observers finish before the client sees the response: a session id must be bound before
+      // the client can present it (to this replica or another).
+      Promise.all(observers.map((o) => o(request, status, res.headers))).then(
+        () => rep.send(res.stream),
+        (e: unknown) => {
+          res.stream.destroy()
+          for (const h of Object.keys(rep.getHeaders())) rep.removeHeader(h)
+          sendError(request, rep as FastifyReply, e)
+        },
+      )
     },
     onError: (rep, { error }) => {
       const e = error as { statusCode?: number; code?: string }

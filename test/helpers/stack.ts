@@ -46,7 +46,8 @@ export interface Stack {
 
 export async function startStack(o: StackOptions = {}): Promise<Stack> {
   const as = o.as ?? (await startAuthorizationServer(o.asOptions))
-  const [alpha, beta] = await Promise.all([startMcpServer({ name: 'alpha' }), startMcpServer({ name: 'beta' })])
+  // A replica fronts the same upstreams as the deployment it joins.
+  const [alpha, beta] = o.replicaOf ? [o.replicaOf.alpha, o.replicaOf.beta] : await Promise.all([startMcpServer({ name: 'alpha' }), startMcpServer({ name: 'beta' })])
   const redis = o.redis === true ? await startRedis() : o.redis || undefined
   const port = await freePort()
   const adminPort = await freePort()
@@ -109,7 +110,7 @@ ${indent(o.routeExtra, 4)}${redis ? `cache:\n  redis: { url: ${redis.url} }\n` :
     },
     async close() {
       await gateway.close().catch(() => undefined)
-      await Promise.all([alpha.close(), beta.close()])
+      if (!o.replicaOf) await Promise.all([alpha.close(), beta.close()])
       if (!o.as) await as.close()
       if (o.redis === true) await redis?.stop()
     },

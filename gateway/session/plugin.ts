@@ -1,0 +1,34 @@
+/**
+ * Fastify glue for session binding: a preHandler that refuses sessions the caller does not own,
+ * and an upstream-response observer that records new sessions and forgets ended ones.
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { IncomingHttpHeaders } from 'node:http'
+import { GatewayError } from '../errors.js'
+import type { SessionRegistry } from './binding.js'
+
+export function checkSessionHook(sessions: SessionRegistry) {
+  return async function checkSession(request: FastifyRequest, _reply: FastifyReply): Promise<void> {
+    const { mcp, principal, route } = request.gw
+    if (!mcp?.sessionId || !principal || !route) return
+    const verdict = await sessions.check(route.name, mcp.sessionId, principal)
+    // Someone else's session is indistinguishable from a session that does not exist (SHTTP-27).
+    if (verdict !== 'owner') throw new GatewayError('GW_MCP_SESSION_NOT_FOUND', { detail: `session ${verdict}` })
+  }
+}
+
+export function observeSessions(sessions: SessionRegistry) {
+  return async function sessionObserver(request: FastifyRequest, status: number, headers: IncomingHttpHeaders): Promise<void> {
+    const { mcp, principal, route } = request.gw
+    if (!principal || !route) return
+    const issued = headers['mcp-session-id']
+    if (request.method === 'POST' && mcp?.method === 'initialize' && status >= 200 && status < 300 && typeof issued === 'string') {
+      await sessions.record(route.name, issued, principal)
+      return
+    }
+    // A terminated session (DELETE accepted, or the upstream no longer knows it) is forgotten.
+    if (mcp?.sessionId && ((request.method === 'DELETE' && status >= 200 && status < 300) || status === 404)) {
+      await sessions.forget(route.name, mcp.sessionId)
+    }
+  }
+}

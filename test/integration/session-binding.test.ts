@@ -1,0 +1,91 @@
+/**
+ * Sessions bound to their owner across replicas (issue 7; checklist SHTTP-27/28, ATK-60..67).
+ */
+import { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { OTHER_AGENT_CLIENT_ID } from '../../demo/authorization-server.js'
+import { startRedis, type RedisInstance } from '../helpers/redis.js'
+import { MCP_HEADERS, startStack, type Stack } from '../helpers/stack.js'
+
+let redis: RedisInstance
+let a: Stack
+let b: Stack
+beforeAll(async () => {
+  redis = await startRedis()
+  a = await startStack({ redis })
+  b = await startStack({ redis, as: a.as, replicaOf: a })
+})
+afterAll(async () => {
+  await b?.close()
+  await a?.close()
+  await redis?.stop()
+})
+
+const CALL = JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'search', arguments: { query: 'x' } } })
+
+async function open(st: Stack, token: string) {
+  const client = new Client({ name: 'owner', version: '1' })
+  const transport = new StreamableHTTPClientTransport(new URL(`${st.url}/mcp/alpha`), { requestInit: { headers: { authorization: `Bearer ${token}` } } })
+  await client.connect(transport)
+  return { client, transport, sessionId: transport.sessionId! }
+}
+
+const as = (st: Stack, token: string, sessionId: string, method = 'POST') =>
+  fetch(`${st.url}/mcp/alpha`, {
+    method,
+    headers: { ...MCP_HEADERS, ...(method === 'GET' ? { accept: 'text/event-stream' } : {}), authorization: `Bearer ${token}`, 'mcp-session-id': sessionId },
+    ...(method === 'POST' ? { body: CALL } : {}),
+  })
+
+describe('session binding', () => {
+  it('SHTTP-27 / ATK-60 / ATK-65 / another user cannot use, stream or delete a session; the owner keeps it', async () => {
+    const alice = await a.token({ subject: 'alice' })
+    const bob = await a.token({ subject: 'bob' })
+    const { client, sessionId } = await open(a, alice)
+    // Let the SDK client's own background GET stream reach the upstream before counting.
+    await new Promise((r) => setTimeout(r, 300))
+    a.alpha.reset()
+    for (const method of ['POST', 'GET', 'DELETE']) {
+      const res = await as(a, bob, sessionId, method)
+      expect(res.status, method).toBe(404)
+      if (method === 'POST') expect(((await res.json()) as { error: { code: number } }).error.code).toBe(-32001)
+    }
+    expect(a.alpha.requests).toHaveLength(0)
+    expect((await client.listTools()).tools.length).toBeGreaterThan(0)
+    await client.close()
+  })
+
+  it('ATK-61 / the same user through another agent is another owner', async () => {
+    const alice = await a.token({ subject: 'alice' })
+    const aliceOther = await a.token({ subject: 'alice', clientId: OTHER_AGENT_CLIENT_ID })
+    const { client, sessionId } = await open(a, alice)
+    expect((await as(a, aliceOther, sessionId)).status).toBe(404)
+    await client.close()
+  })
+
+  it('ATK-64 / unknown or guessed session ids are 404 and never forwarded', async () => {
+    const alice = await a.token({ subject: 'alice' })
+    a.alpha.reset()
+    expect((await as(a, alice, 'guess-123')).status).toBe(404)
+    expect(a.alpha.requests).toHaveLength(0)
+  })
+
+  it('ATK-67 / the binding holds on every replica (shared through Redis)', async () => {
+    const alice = await a.token({ subject: 'alice' })
+    const bob = await a.token({ subject: 'bob' })
+    const { client, sessionId } = await open(a, alice)
+    // Replica B has never seen this session in memory; the owner gets through, the other caller does not.
+    expect((await as(b, bob, sessionId)).status).toBe(404)
+    expect((await as(b, alice, sessionId)).status).toBe(200)
+    await client.close()
+  })
+
+  it('SHTTP-28 / after DELETE the session is gone', async () => {
+    const alice = await a.token({ subject: 'alice' })
+    const { client, transport, sessionId } = await open(a, alice)
+    await transport.terminateSession()
+    await client.close()
+    expect((await as(a, alice, sessionId)).status).toBe(404)
+  })
+})
