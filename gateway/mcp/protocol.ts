@@ -1,7 +1,7 @@
 /** MCP wire facts that several stages share. */
 
 /** Revisions whose Streamable HTTP / HTTP+SSE semantics the gateway implements. */
-export const SUPPORTED_PROTOCOL_VERSIONS = ['2024-11-05', '2025-03-26', '2025-06-18', '2025-11-25'] as const
+export const SUPPORTED_PROTOCOL_VERSIONS = ['2024-10-07', '2024-11-05', '2025-03-26', '2025-06-18', '2025-11-25'] as const
 
 /** MCP 2025-11-25 "Protocol Version Header": assume this when nothing says otherwise. */
 export const DEFAULT_PROTOCOL_VERSION = '2025-03-26'
