@@ -79,7 +79,8 @@ describe('mcp-warden serve', () => {
     writeFileSync(file, config(port, adminPort))
     const p = runCli(['serve', '--config', file])
     try {
-      await waitFor(async () => (await fetch(`http://127.0.0.1:${adminPort}/readyz`)).status === 200)
+      // Generous: tsx compiles the CLI on start, and CI machines may be busy.
+      await waitFor(async () => (await fetch(`http://127.0.0.1:${adminPort}/readyz`)).status === 200, 60_000)
       const token = (await as.getToken({ resource: `http://127.0.0.1:${port}/mcp/alpha`, scope: 'tools.read' })).access_token
       const client = new Client({ name: 'drain', version: '1' })
       await client.connect(new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${port}/mcp/alpha`), { requestInit: { headers: { authorization: `Bearer ${token}` } } }))
@@ -107,5 +108,5 @@ describe('mcp-warden serve', () => {
     } finally {
       p.child.kill('SIGKILL')
     }
-  })
+  }, 120_000)
 })
