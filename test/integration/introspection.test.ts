@@ -85,19 +85,7 @@ issuers:
     client: { id: ${as.gateway.clientId}, secret: { value: "${as.gateway.clientSecret}" } }
 ${o.endpoint ? `    introspectionEndpoint: ${o.endpoint}\n` : ''}    introspection: ${o.introspection}
 routes:
-  - name: alpha
-    path: /mcp/alpha
-    resource: ${RES.alpha}
-    upstream: { url: ${ctx.alpha}, timeout: 5s }
-    issuers: [demo]
-    scopesSupported: [tools.read]
-  - name: beta
-    path: /mcp/beta
-    resource: ${RES.beta}
-    upstream: { url: ${ctx.beta}, timeout: 5s }
-    issuers: [demo]
-    scopesSupported: [tools.read]
-${ctx.redisUrl ? `cache:\n  redis: { url: ${ctx.redisUrl} }\n` : ''}logging: { level: info }
+${(['alpha', 'beta'] as const).map((n) => `  - { name: ${n}, path: /mcp/${n}, resource: ${RES[n]}, upstream: { url: ${ctx[n]}, timeout: 5s }, issuers: [demo], scopesSupported: [tools.read] }\n`).join('')}${ctx.redisUrl ? `cache:\n  redis: { url: ${ctx.redisUrl} }\n` : ''}logging: { level: info }
 `
 }
 
