@@ -11,6 +11,7 @@
 import { randomUUID } from 'node:crypto'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type preHandlerHookHandler } from 'fastify'
 import type { Logger } from 'pino'
+import { IntrospectionVerifier } from './auth/introspection.js'
 import { authenticateHook } from './auth/plugin.js'
 import { TokenValidator, type OpaqueTokenVerifier } from './auth/token-validator.js'
 import { RedisStore } from './cache/redis.js'
@@ -60,7 +61,10 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
       ? new RedisStore({ url: config.cache.redis.url.reveal(), keyPrefix: config.cache.redis.keyPrefix, commandTimeoutMs: config.cache.redis.commandTimeoutMs, logger, metrics })
       : new MemoryStore())
   if (store instanceof RedisStore) await store.waitReady(2000)
-  const validator = new TokenValidator(config, { store, logger, metrics, ...(deps.opaque ? { opaque: deps.opaque } : {}), ...(deps.now ? { now: deps.now } : {}) })
+  const introspecting = [...config.issuers.values()].some((i) => i.validation !== 'jwt')
+  const introspection: IntrospectionVerifier | undefined = introspecting && !deps.opaque ? new IntrospectionVerifier(config.issuers.values(), { store, logger, metrics, discover: (name) => validator.keys.get(name)!.discover(), ...(deps.now ? { now: deps.now } : {}) }) : undefined
+  const opaque = deps.opaque ?? introspection
+  const validator: TokenValidator = new TokenValidator(config, { store, logger, metrics, ...(opaque ? { opaque } : {}), ...(deps.now ? { now: deps.now } : {}) })
 
   const routesByPath = new Map(config.routes.map((r) => [r.path, r]))
   const app = Fastify({
@@ -119,7 +123,8 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     () => [
       { name: 'config', critical: true, check: () => true },
       { name: 'accepting', critical: true, check: () => !draining },
-      ...[...validator.keys.values()].map((k) => ({ name: `jwks:${k.name}`, critical: true, check: () => k.ready() })),
+      ...validator.jwtKeys().map((k) => ({ name: `jwks:${k.name}`, critical: true, check: () => k.ready() })),
+      ...(introspection ? [{ name: 'introspection', critical: false, check: () => introspection.healthy() }] : []),
       ...(config.cache.redis ? [{ name: 'redis', critical: false, check: () => store.healthy() }] : []),
       ...readiness,
     ],

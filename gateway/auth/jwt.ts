@@ -8,7 +8,7 @@ import type { RuntimeIssuer } from '../config/load.js'
 import { GatewayError, type Reason } from '../errors.js'
 import { decodeUtf8Strict, parseStrictJson } from '../lib/strict-json.js'
 import type { IssuerKeys } from './jwks.js'
-import { delegationChain, scopesFromClaims, type Principal } from './principal.js'
+import { principalFromClaims, type Principal } from './principal.js'
 
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
 
@@ -53,6 +53,19 @@ export function audienceMatches(aud: string, resource: string): boolean {
   const a = m.exec(aud)
   const r = m.exec(resource)
   return !!a && !!r && a[1]!.toLowerCase() === r[1]!.toLowerCase() && a[2] === r[2]
+}
+
+/** `aud` as a non-empty list of strings, or undefined when absent or malformed. */
+export function audienceList(aud: unknown): string[] | undefined {
+  const list = typeof aud === 'string' ? [aud] : Array.isArray(aud) && aud.every((a) => typeof a === 'string') ? (aud as string[]) : undefined
+  return list && list.length > 0 ? list : undefined
+}
+
+/** The token must name this route's resource (MCP "Token Handling"), whatever its format. */
+export function checkAudience(aud: readonly string[], issuer: RuntimeIssuer, resource: string): void {
+  if (issuer.strictAudience && aud.length > 1) throw invalid('auth-audience', 'multiple audiences refused')
+  const accepted = [resource, ...issuer.extraAudiences]
+  if (!aud.some((a) => accepted.some((r) => audienceMatches(a, r)))) throw invalid('auth-audience', 'aud does not name this resource')
 }
 
 function typIsAccessToken(typ: unknown): boolean {
@@ -103,7 +116,7 @@ export async function verifyAccessToken(token: string, decoded: DecodedJwt, ctx:
     if (e instanceof joseErrors.JOSEError) throw invalid('auth-signature', `signature: ${e.code}`)
     throw invalid('auth-signature', 'signature verification failed')
   }
-  return { principal: toPrincipal(claims, ctx), kid, keyGeneration: ctx.keys.generation }
+  return { principal: principalFromClaims('jwt', ctx.issuer, claims), kid, keyGeneration: ctx.keys.generation }
 }
 
 function checkClaims(c: Record<string, unknown>, ctx: VerifyContext): void {
@@ -122,37 +135,12 @@ function checkClaims(c: Record<string, unknown>, ctx: VerifyContext): void {
   // RFC 8725 §3.11: an ID token is not an access token, whatever its typ says.
   if (c.nonce !== undefined || c.at_hash !== undefined || c.c_hash !== undefined) throw invalid('auth-type', 'looks like an ID token')
 
-  const aud = typeof c.aud === 'string' ? [c.aud] : Array.isArray(c.aud) && c.aud.every((a) => typeof a === 'string') ? (c.aud as string[]) : undefined
-  if (!aud || aud.length === 0) throw invalid('auth-audience', 'aud missing')
+  const aud = audienceList(c.aud)
+  if (!aud) throw invalid('auth-audience', 'aud missing')
   if (aud.includes(clientId)) throw invalid('auth-type', 'aud is a client id (ID token)')
-  if (issuer.strictAudience && aud.length > 1) throw invalid('auth-audience', 'multiple audiences refused')
-  const accepted = [ctx.resource, ...issuer.extraAudiences]
-  if (!aud.some((a) => accepted.some((r) => audienceMatches(a, r)))) throw invalid('auth-audience', 'aud does not name this resource')
+  checkAudience(aud, issuer, ctx.resource)
   if (c.scope !== undefined && typeof c.scope !== 'string') throw invalid('auth-invalid', 'scope is not a string')
   // A sender-constrained token (DPoP jkt, mTLS x5t#S256) presented as a plain bearer is a
   // downgrade (RFC 9449 §7.1); without proof-of-possession support it is refused.
   if (c.cnf !== undefined) throw invalid('auth-invalid', 'sender-constrained token presented as bearer')
-}
-
-function toPrincipal(c: Record<string, unknown>, ctx: VerifyContext): Principal {
-  const chain = delegationChain(c)
-  const clientId = (c.client_id ?? c.azp) as string
-  const aud = typeof c.aud === 'string' ? [c.aud] : (c.aud as string[])
-  return {
-    tokenKind: 'jwt',
-    issuerName: ctx.issuer.name,
-    issuer: c.iss as string,
-    subject: c.sub as string,
-    clientId,
-    scopes: scopesFromClaims(c),
-    audience: aud,
-    actor: chain[0],
-    delegationChain: chain,
-    userPresent: c.sub !== clientId,
-    expiresAt: c.exp as number,
-    tokenId: c.jti as string,
-    authorizationDetails: Array.isArray(c.authorization_details) ? c.authorization_details : undefined,
-    confirmation: c.cnf && typeof c.cnf === 'object' ? (c.cnf as Record<string, unknown>) : undefined,
-    claims: c,
-  }
 }

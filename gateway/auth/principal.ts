@@ -46,6 +46,34 @@ export function delegationChain(claims: Record<string, unknown>): string[] {
   return chain
 }
 
+/**
+ * The principal from checked claims: a verified JWT's payload or an active introspection
+ * response (RFC 7662 §2.2 names the same members). `iss` and `sub` are optional in an
+ * introspection response: the configured issuer and, for app-only tokens, the client stand in.
+ */
+export function principalFromClaims(tokenKind: Principal['tokenKind'], issuer: { name: string; issuer: string }, c: Record<string, unknown>): Principal {
+  const chain = delegationChain(c)
+  const clientId = (c.client_id ?? c.azp) as string
+  const subject = typeof c.sub === 'string' ? c.sub : clientId
+  return {
+    tokenKind,
+    issuerName: issuer.name,
+    issuer: typeof c.iss === 'string' ? c.iss : issuer.issuer,
+    subject,
+    clientId,
+    scopes: scopesFromClaims(c),
+    audience: typeof c.aud === 'string' ? [c.aud] : (c.aud as string[]),
+    actor: chain[0],
+    delegationChain: chain,
+    userPresent: subject !== clientId,
+    expiresAt: c.exp as number,
+    tokenId: typeof c.jti === 'string' ? c.jti : undefined,
+    authorizationDetails: Array.isArray(c.authorization_details) ? c.authorization_details : undefined,
+    confirmation: c.cnf && typeof c.cnf === 'object' ? (c.cnf as Record<string, unknown>) : undefined,
+    claims: c,
+  }
+}
+
 /** Principal fields safe to log and audit (no token, no raw claims). */
 export function auditablePrincipal(p: Principal | undefined): Record<string, unknown> | undefined {
   if (!p) return undefined

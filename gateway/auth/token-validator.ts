@@ -11,7 +11,7 @@ import type { RuntimeConfig, RuntimeIssuer, RuntimeRoute } from '../config/load.
 import { GatewayError } from '../errors.js'
 import type { Metrics } from '../observability/metrics.js'
 import { IssuerKeys } from './jwks.js'
-import { audienceMatches, decodeJwt, looksLikeJwt, verifyAccessToken } from './jwt.js'
+import { audienceMatches, decodeJwt, looksLikeJwt, verifyAccessToken, type DecodedJwt } from './jwt.js'
 import type { Principal } from './principal.js'
 
 /** Opaque (non-JWT) tokens are handed to this, when configured (RFC 7662 introspection). */
@@ -53,8 +53,13 @@ export class TokenValidator {
     for (const iss of config.issuers.values()) this.keys.set(iss.name, new IssuerKeys(iss, { ...deps, now: this.#now }))
   }
 
+  /** Key sets of issuers whose JWTs are verified here (introspection-only issuers load none). */
+  jwtKeys(): IssuerKeys[] {
+    return [...this.keys.values()].filter((k) => this.#config.issuers.get(k.name)!.validation !== 'introspection')
+  }
+
   async init(): Promise<void> {
-    await Promise.all([...this.keys.values()].map((k) => k.init()))
+    await Promise.all(this.jwtKeys().map((k) => k.init()))
   }
 
   /** The largest token any issuer of the route accepts; longer tokens are refused unread. */
@@ -73,20 +78,25 @@ export class TokenValidator {
       this.#deps.metrics.tokenCacheHits.inc()
       return hit.principal
     }
-    if (!looksLikeJwt(token)) {
-      const issuers = route.issuers.map((n) => this.#config.issuers.get(n)!)
-      if (this.#deps.opaque) return this.#deps.opaque.verify(token, route, issuers)
-      throw new GatewayError('GW_AUTH_INVALID_TOKEN', { detail: 'not a JWT and no introspection configured' })
-    }
-    const decoded = decodeJwt(token)
-    const iss = decoded.claims.iss
-    const issuer = route.issuers.map((n) => this.#config.issuers.get(n)!).find((i) => i.issuer === iss)
+    // Precedence (docs/introspection.md): a JWS names its issuer, and only that issuer is asked;
+    // anything else goes to the route's introspecting issuers in order.
+    const issuers = route.issuers.map((n) => this.#config.issuers.get(n)!)
+    const decoded = looksLikeJwt(token) ? tryDecodeJwt(token) : undefined
+    const iss = decoded?.claims.iss
+    if (!decoded || typeof iss !== 'string') return this.#introspect(token, route, issuers.filter((i) => i.validation !== 'jwt'), decoded ? 'JWS without iss' : 'not a JWT')
+    const issuer = issuers.find((i) => i.issuer === iss)
     if (!issuer) throw new GatewayError('GW_AUTH_INVALID_TOKEN', { reason: 'auth-issuer', detail: 'issuer not accepted on this route' })
+    if (issuer.validation === 'introspection') return this.#introspect(token, route, [issuer], 'JWS')
     const keys = this.keys.get(issuer.name)!
     const v = await verifyAccessToken(token, decoded, { issuer, keys, resource: route.resource, nowSec })
     const ttl = Math.min((v.principal.expiresAt + issuer.clockSkewSec) * 1000 - now, VERIFIED_CACHE_MAX_MS)
     this.#verified.set(digest, v, ttl, now)
     return v.principal
+  }
+
+  #introspect(token: string, route: RuntimeRoute, issuers: RuntimeIssuer[], what: string): Promise<Principal> {
+    if (!this.#deps.opaque || issuers.length === 0) throw new GatewayError('GW_AUTH_INVALID_TOKEN', { detail: `${what} and no introspection configured` })
+    return this.#deps.opaque.verify(token, route, issuers)
   }
 
   #stillValid(c: CachedVerification, route: RuntimeRoute, nowSec: number): boolean {
@@ -106,7 +116,15 @@ export class TokenValidator {
 
   ready(): { ok: boolean; issuers: Record<string, boolean> } {
     const issuers: Record<string, boolean> = {}
-    for (const [n, k] of this.keys) issuers[n] = k.ready()
+    for (const k of this.jwtKeys()) issuers[k.name] = k.ready()
     return { ok: Object.values(issuers).every(Boolean), issuers }
+  }
+}
+
+function tryDecodeJwt(token: string): DecodedJwt | undefined {
+  try {
+    return decodeJwt(token)
+  } catch {
+    return undefined
   }
 }

@@ -28,8 +28,22 @@ export interface RuntimeIssuer {
   readonly tokenEndpoint: string | undefined
   readonly introspectionEndpoint: string | undefined
   readonly client: RuntimeOAuthClient | undefined
+  /** Which tokens go where: docs/introspection.md. */
+  readonly validation: 'jwt' | 'introspection' | 'both'
+  readonly introspection: RuntimeIntrospection
   readonly jwks: { readonly cooldownMs: number; readonly maxAgeMs: number; readonly maxStaleMs: number; readonly timeoutMs: number }
 }
+
+export interface RuntimeIntrospection {
+  readonly timeoutMs: number
+  readonly maxConcurrent: number
+  readonly maxQueued: number
+  readonly cache: { readonly enabled: boolean; readonly maxTtlMs: number; readonly negativeTtlMs: number }
+}
+
+/** RFC 7662 §4 leaves the bound to us; the checklist (INT-06) caps negative caching at 10s. */
+export const MAX_NEGATIVE_TTL_MS = 10_000
+export const RECOMMENDED_MAX_TTL_MS = 60_000
 
 export interface RuntimeOAuthClient {
   readonly id: string
@@ -224,7 +238,8 @@ function normalizeIssuer(src: YamlSource, name: string, iss: IssuerInput, baseDi
     const u = new URL(iss.jwksUri)
     if (u.protocol !== 'https:' && !isLoopback(u.hostname)) problems.push(problemAt(src, at('jwksUri'), 'jwksUri must be https'))
   }
-  if (iss.discovery === false && !iss.jwksUri) problems.push(problemAt(src, at(), 'set jwksUri, or enable discovery'))
+  if (iss.discovery === false && !iss.jwksUri && iss.validation !== 'introspection') problems.push(problemAt(src, at(), 'set jwksUri, or enable discovery'))
+  const introspection = normalizeIntrospection(src, name, iss, problems, warnings)
   if (iss.requireTyp === 'any') warnings.push(`issuer ${name}: typ check relaxed (requireTyp: any), a documented deviation from RFC 9068`)
   return {
     name,
@@ -240,6 +255,8 @@ function normalizeIssuer(src: YamlSource, name: string, iss: IssuerInput, baseDi
     tokenEndpoint: iss.tokenEndpoint,
     introspectionEndpoint: iss.introspectionEndpoint,
     client: normalizeClient(src, name, iss, baseDir, env, problems, warnings),
+    validation: iss.validation,
+    introspection,
     jwks: {
       cooldownMs: parseDuration(iss.jwks.cooldown),
       maxAgeMs: parseDuration(iss.jwks.maxAge),
@@ -247,6 +264,24 @@ function normalizeIssuer(src: YamlSource, name: string, iss: IssuerInput, baseDi
       timeoutMs: parseDuration(iss.jwks.timeout),
     },
   }
+}
+
+function normalizeIntrospection(src: YamlSource, name: string, iss: IssuerInput, problems: ConfigProblem[], warnings: string[]): RuntimeIntrospection {
+  const at = (...p: string[]) => ['issuers', name, ...p]
+  const i = iss.introspection
+  const maxTtlMs = parseDuration(i.cache.maxTtl)
+  const negativeTtlMs = parseDuration(i.cache.negativeTtl)
+  if (iss.validation !== 'jwt') {
+    if (!iss.client) problems.push(problemAt(src, at('validation'), 'introspection needs client credentials (issuers.<name>.client, RFC 7662 §2.1)'))
+    if (iss.discovery === false && !iss.introspectionEndpoint) problems.push(problemAt(src, at('validation'), 'introspection needs introspectionEndpoint, or discovery'))
+  }
+  if (iss.introspectionEndpoint) {
+    const u = new URL(iss.introspectionEndpoint)
+    if (u.protocol !== 'https:' && !isLoopback(u.hostname)) problems.push(problemAt(src, at('introspectionEndpoint'), 'introspectionEndpoint must be https'))
+  }
+  if (negativeTtlMs > MAX_NEGATIVE_TTL_MS) problems.push(problemAt(src, at('introspection', 'cache', 'negativeTtl'), 'negativeTtl may be at most 10s'))
+  if (maxTtlMs > RECOMMENDED_MAX_TTL_MS) warnings.push(`issuer ${name}: introspection cache maxTtl above 60s; a revoked token keeps working that long`)
+  return { timeoutMs: parseDuration(i.timeout), maxConcurrent: i.maxConcurrent, maxQueued: i.maxQueued, cache: { enabled: i.cache.enabled, maxTtlMs, negativeTtlMs } }
 }
 
 function normalizeRoute(src: YamlSource, r: RouteInput, i: number, origin: string, problems: ConfigProblem[]): RuntimeRoute {

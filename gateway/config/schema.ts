@@ -86,6 +86,27 @@ export const IssuerSchema = Type.Object(
     tokenEndpoint: Type.Optional(Type.String({ ...HttpUrl, description: 'Token endpoint (token exchange, client credentials). Default: from discovery.' })),
     introspectionEndpoint: Type.Optional(Type.String({ ...HttpUrl, description: 'RFC 7662 introspection endpoint. Default: from discovery.' })),
     client: Type.Optional(OAuthClientSchema),
+    validation: Type.Union([Type.Literal('jwt'), Type.Literal('introspection'), Type.Literal('both')], {
+      default: 'jwt',
+      description:
+        'How this issuer\'s tokens are checked. `jwt` (default): JWS access tokens verified locally with its JWKS. `introspection`: every token is sent to its RFC 7662 introspection endpoint (no JWKS is loaded). `both`: JWS tokens naming this issuer are verified locally and never introspected; other (opaque) tokens are introspected. Introspection needs `client`. See docs/introspection.md.',
+    }),
+    introspection: Type.Object(
+      {
+        timeout: Type.String({ ...Duration, default: '3s', description: 'Timeout of one introspection call; slower answers count as failures (503). Default 3s.' }),
+        maxConcurrent: Type.Integer({ minimum: 1, maximum: 1024, default: 16, description: 'Introspection calls in flight to this AS at once, per replica. Default 16.' }),
+        maxQueued: Type.Integer({ minimum: 0, maximum: 100_000, default: 64, description: 'Calls allowed to wait for a free slot; beyond that a request gets 503 with Retry-After at once. Default 64.' }),
+        cache: Type.Object(
+          {
+            enabled: Type.Boolean({ default: true, description: 'Cache introspection results (in process and in the shared store). Default true.' }),
+            maxTtl: Type.String({ ...Duration, default: '30s', description: 'The revocation window: an active result is reused at most this long (and never past the token exp). Default 30s.' }),
+            negativeTtl: Type.String({ ...Duration, default: '5s', description: 'How long an inactive or refused result is reused, at most 10s. Default 5s.' }),
+          },
+          { ...Strict, default: {} },
+        ),
+      },
+      { ...Strict, default: {}, description: 'RFC 7662 introspection settings, used when validation is introspection or both.' },
+    ),
     jwks: Type.Object(
       {
         cooldown: Type.String({ ...Duration, default: '30s', description: 'Minimum time between two JWKS fetches caused by unknown kids. Default 30s.' }),

@@ -77,6 +77,14 @@ export class OAuthClient {
   }
 
   /**
+   * RFC 7662 §2.1 introspection request. The token travels only in the form body of a POST,
+   * never in a URL; the response is returned unjudged (the caller decides what `active` means).
+   */
+  introspect(endpoint: string, token: string, timeoutMs: number): Promise<Record<string, unknown>> {
+    return this.postForm(endpoint, { token, token_type_hint: 'access_token' }, timeoutMs)
+  }
+
+  /**
    * POST an authenticated form to an AS endpoint and return the JSON body of a 200. OAuth error
    * bodies become OAuthRequestError with the AS's `error` code as `kind`.
    */

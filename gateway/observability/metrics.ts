@@ -53,6 +53,25 @@ export function createMetrics() {
       labelNames: ['issuer'] as const,
       registers: [registry],
     }),
+    introspections: new Counter({
+      name: 'mcp_warden_introspections_total',
+      help: 'RFC 7662 introspection calls to an AS, by issuer and outcome (active, inactive, error, timeout, shed: refused before calling because too many were in flight).',
+      labelNames: ['issuer', 'outcome'] as const,
+      registers: [registry],
+    }),
+    introspectionDuration: new Histogram({
+      name: 'mcp_warden_introspection_duration_seconds',
+      help: 'Latency of introspection calls to the AS, by issuer.',
+      labelNames: ['issuer'] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    }),
+    introspectionCache: new Counter({
+      name: 'mcp_warden_introspection_cache_total',
+      help: 'Introspection lookups by issuer and where the answer came from: memory (in-process LRU), redis (shared store), coalesced (joined a call in flight), miss (asked the AS).',
+      labelNames: ['issuer', 'layer'] as const,
+      registers: [registry],
+    }),
     redisUp: new Gauge({
       name: 'mcp_warden_redis_up',
       help: '1 when the shared Redis answers, 0 when the gateway is serving from memory only.',
