@@ -10,7 +10,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { atClaims, b64u, forge, newKey, publicJwk, publicKeyEncodings, signRaw } from '../helpers/forge.js'
 import { json, startPeer, type Peer } from '../helpers/peer.js'
 import { expectNoTokenInLogs, expectWellFormedChallenge, probe, type Probe } from '../helpers/probe.js'
-import { startStack, type Stack } from '../helpers/stack.js'
+import { parseChallenge, startStack, type Stack } from '../helpers/stack.js'
 
 let s: Stack
 let p: Probe
@@ -274,6 +274,43 @@ describe('token kinds and formats', () => {
 
   it('RFC 9449 §7.1 / a sender-constrained token (cnf) presented as Bearer → 401', async () => {
     await refused(at({ cnf: { jkt: 'abc' } }))
+  })
+})
+
+describe('AUD-02 with a named public host', () => {
+  let g: Stack
+  let q: Probe
+  beforeAll(async () => {
+    g = await startStack({
+      as: s.as,
+      yaml: (c) => `server:
+  publicUrl: https://gw.example.com
+  allowedHosts: ['127.0.0.1:${c.port}']
+  listen: { host: 127.0.0.1, port: ${c.port} }
+admin:
+  listen: { host: 127.0.0.1, port: ${c.adminPort} }
+issuers:
+  demo: { issuer: ${c.issuer} }
+routes:
+  - { name: alpha, path: /mcp/alpha, upstream: { url: ${c.alpha} }, issuers: [demo] }
+`,
+    })
+    q = probe(g)
+  })
+  afterAll(async () => g?.close())
+
+  it('AUD-02 / ATK-12 / HTTPS://GW.EXAMPLE.COM passes; trailing slash, :443, /./, %61, /Alpha fail', async () => {
+    const RES = 'https://gw.example.com/mcp/alpha'
+    const send = (aud: string) => q.send(forge(AT_HEADER, atClaims({ iss: s.as.issuer, aud }), k1))
+    for (const aud of [RES, 'HTTPS://GW.EXAMPLE.COM/mcp/alpha', 'https://Gw.Example.com/mcp/alpha']) expect((await send(aud)).status, aud).toBe(200)
+    g.alpha.reset()
+    for (const aud of [`${RES}/`, 'https://gw.example.com:443/mcp/alpha', 'https://gw.example.com/mcp/./alpha', 'https://gw.example.com/mcp/%61lpha', 'https://gw.example.com/mcp/Alpha', 'http://gw.example.com/mcp/alpha', 'https://gw.example.com./mcp/alpha']) {
+      const a = await send(aud)
+      expect(a.status, aud).toBe(401)
+      expect(parseChallenge(a.challenge)).toMatchObject({ scheme: 'Bearer', params: { error: 'invalid_token', resource_metadata: 'https://gw.example.com/.well-known/oauth-protected-resource/mcp/alpha' } })
+    }
+    expect(g.alpha.requests).toHaveLength(0)
+    expectNoTokenInLogs(g, q.tokens)
   })
 })
 
