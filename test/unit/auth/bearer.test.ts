@@ -17,7 +17,7 @@ const codeOf = (f: () => unknown): string => {
 
 describe('extractCredential', () => {
   it('CHL-04 / finds the token under any case of the header name and scheme', () => {
-    for (const [name, scheme] of [['Authorization', 'Bearer'], ['authorization', 'bearer'], ['AUTHORIZATION', 'BEARER'], ['aUtHoRiZaTiOn', 'bEaReR']]) {
+    for (const [name, scheme] of [['Authorization', 'Bearer'], ['authorization', 'bearer'], ['AUTHORIZATION', 'BEARER'], ['aUtHoRiZaTiOn', 'bEaReR']] as const) {
       expect(extract(['Host', 'x'], [name, `${scheme} abc.def-_~+/==`])).toEqual({ kind: 'bearer', token: 'abc.def-_~+/==' })
     }
     expect(extract(['authorization', '  Bearer   tok  '])).toEqual({ kind: 'bearer', token: 'tok' })
