@@ -111,8 +111,13 @@ export class IssuerKeys {
    * not exist or do not fit the algorithm, GW_AUTH_UNAVAILABLE when no usable key set exists.
    */
   async keyFor(kid: string | undefined, alg: string): Promise<VerifyKey> {
-    const now = this.#now()
-    if (this.#set && now - this.#set.fetchedAt > this.#cfg.jwks.maxAgeMs) void this.#refresh('max-age').catch(() => undefined)
+    if (!this.ready()) {
+      // Stale or never loaded: try the origin now (once per cooldown), so service resumes on the
+      // first request after the AS recovers instead of waiting for a background refresh.
+      await this.#refresh('stale').catch(() => undefined)
+    } else if (this.#now() - this.#set!.fetchedAt > this.#cfg.jwks.maxAgeMs) {
+      void this.#refresh('max-age').catch(() => undefined)
+    }
     let jwk = this.#find(kid, alg)
     if (!jwk) {
       await this.#refresh('unknown-kid').catch(() => undefined)
@@ -147,7 +152,7 @@ export class IssuerKeys {
   }
 
   /** Single flight: concurrent callers share one refresh. */
-  #refresh(why: 'startup' | 'unknown-kid' | 'max-age'): Promise<void> {
+  #refresh(why: 'startup' | 'unknown-kid' | 'max-age' | 'stale'): Promise<void> {
     this.#inflight ??= this.#doRefresh(why).finally(() => {
       this.#inflight = undefined
     })

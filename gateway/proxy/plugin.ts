@@ -133,8 +133,10 @@ function forward(request: FastifyRequest, reply: FastifyReply, route: RuntimeRou
       const res = raw as unknown as UpstreamResponse
       const req = request
       const status = res.statusCode
-      if (status === 401 || status === 407) {
-        // The upstream refused the gateway's credential; its challenge is about us, not the client (ATK-41).
+      // The upstream refused the gateway's credential (401/407, or a 403 insufficient_scope
+      // challenge): that challenge names the upstream's AS, not the client's, so relaying it would
+      // send the client to the wrong place (CHL-13, ATK-41). A plain 403 is the upstream's own answer.
+      if (status === 401 || status === 407 || (status === 403 && res.headers['www-authenticate'] !== undefined)) {
         res.stream.destroy()
         for (const h of Object.keys(rep.getHeaders())) rep.removeHeader(h)
         metrics.upstreamErrors.inc({ route: route.name, reason: 'upstream-invalid' })

@@ -17,7 +17,7 @@ export interface StackOptions {
   redis?: boolean | RedisInstance
   as?: AuthorizationServer
   asOptions?: AuthorizationServerOptions
-  /** Extra YAML under `issuers.demo` (indented by the helper). */
+  /** Extra YAML under `issuers.demo` (indented by the helper); a `jwks:` line replaces the default cooldown. */
   issuerExtra?: string
   /** Extra YAML appended to each route. */
   routeExtra?: string
@@ -66,8 +66,7 @@ admin:
 issuers:
   demo:
     issuer: ${as.issuer}
-    jwks: { cooldown: 5s }
-${indent(o.issuerExtra, 4)}routes:
+${/^jwks:/m.test(o.issuerExtra ?? '') ? '' : '    jwks: { cooldown: 5s }\n'}${indent(o.issuerExtra, 4)}routes:
   - name: alpha
     path: /mcp/alpha
     upstream: { url: ${alpha.url}, timeout: 5s }
