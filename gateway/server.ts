@@ -19,6 +19,8 @@ import type { RuntimeConfig, RuntimeRoute } from './config/load.js'
 import { newContext } from './context.js'
 import { sendError } from './error-handler.js'
 import { GatewayError } from './errors.js'
+import { CredentialBroker } from './exchange/broker.js'
+import { credentialStage } from './exchange/plugin.js'
 import { checkMcpRequest, registerJsonBodyParser, registerResourceMetadata } from './mcp/plugin.js'
 import { buildAdminServer, type ReadinessCheck } from './observability/admin.js'
 import { auditRecord } from './observability/audit.js'
@@ -98,8 +100,19 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
   registerJsonBodyParser(app)
   registerResourceMetadata(app, config)
   const authenticate = authenticateHook(validator, metrics)
+  const broker = new CredentialBroker({
+    issuers: config.issuers,
+    discover: (name) => validator.keys.get(name)!.discover(),
+    store,
+    encryptionKey: config.cache.redis?.encryptionKey,
+    metrics,
+    logger,
+    publicUrl: config.server.publicUrl,
+    ...(deps.now ? { now: deps.now } : {}),
+  })
   for (const route of config.routes) {
-    await registerRouteProxy(app, route, { onRequest: [authenticate], preHandler: [checkMcpRequest, ...(deps.stages?.(route) ?? [])] }, metrics)
+    const preHandler = [checkMcpRequest, ...(deps.stages?.(route) ?? []), ...credentialStage(broker, route)]
+    await registerRouteProxy(app, route, { onRequest: [authenticate], preHandler }, metrics)
   }
 
   const readiness: ReadinessCheck[] = []
