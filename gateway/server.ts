@@ -104,7 +104,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     issuers: config.issuers,
     discover: (name) => validator.keys.get(name)!.discover(),
     store,
-    encryptionKey: config.cache.redis?.encryptionKey,
+    encryptionKey: config.cache.redis?.encryptionKey && Buffer.from(config.cache.redis.encryptionKey.reveal(), 'base64'),
     metrics,
     logger,
     publicUrl: config.server.publicUrl,

@@ -8,7 +8,7 @@ import { dirname, resolve } from 'node:path'
 import { ConfigError, type ConfigProblem } from '../errors.js'
 import { GatewayConfigSchema, type GatewayConfigInput, type IssuerInput, type RouteInput, type SecretSourceInput } from './schema.js'
 import { normalizeCredentials, type RuntimeCredentials } from './credentials.js'
-import { resolveSecret, type Secret } from './secrets.js'
+import { resolveSecret, Secret } from './secrets.js'
 import { parseDuration, parseSize } from './units.js'
 import { parseYamlSource, problemAt, validateAgainst, type YamlSource } from './yaml-source.js'
 
@@ -75,7 +75,7 @@ export interface RuntimeConfig {
   readonly admin: { readonly listen: { readonly host: string; readonly port: number } }
   readonly issuers: ReadonlyMap<string, RuntimeIssuer>
   readonly routes: readonly RuntimeRoute[]
-  readonly cache: { readonly redis: { readonly url: Secret; readonly keyPrefix: string; readonly commandTimeoutMs: number; readonly encryptionKey: Buffer | undefined } | undefined }
+  readonly cache: { readonly redis: { readonly url: Secret; readonly keyPrefix: string; readonly commandTimeoutMs: number; readonly encryptionKey: Secret | undefined } | undefined }
   readonly logging: { readonly level: string }
   /** Start-up warnings (insecure development settings); logged once by main. */
   readonly warnings: readonly string[]
@@ -255,7 +255,7 @@ function normalizeIssuer(src: YamlSource, name: string, iss: IssuerInput, baseDi
 }
 
 /** Issued upstream tokens are bearer tokens: Redis only ever holds them sealed with this key. */
-function encryptionKey(src: YamlSource, source: SecretSourceInput | undefined, baseDir: string, env: NodeJS.ProcessEnv, problems: ConfigProblem[]): Buffer | undefined {
+function encryptionKey(src: YamlSource, source: SecretSourceInput | undefined, baseDir: string, env: NodeJS.ProcessEnv, problems: ConfigProblem[]): Secret | undefined {
   if (!source) return undefined
   const at = ['cache', 'redis', 'encryptionKey']
   const r = resolveSecret(source, baseDir, env)
@@ -269,7 +269,8 @@ function encryptionKey(src: YamlSource, source: SecretSourceInput | undefined, b
     problems.push(problemAt(src, at, 'encryptionKey must be 32 bytes: 64 hex digits or base64 of 32 bytes (e.g. openssl rand -base64 32)'))
     return undefined
   }
-  return key
+  // Kept as a Secret (a frozen config cannot hold a Buffer), canonicalised to base64.
+  return new Secret(key.toString('base64'))
 }
 
 function normalizeRoute(src: YamlSource, r: RouteInput, i: number, origin: string, problems: ConfigProblem[]): Omit<RuntimeRoute, 'credentials'> {
