@@ -157,8 +157,9 @@ function normalizeStrategy(s: CredentialStrategyInput, ctx: CredentialsContext):
     }
     case 'static': {
       if (!s.value) err([], 'static needs value (fromEnv or fromFile)')
+      const header = headerName(['header'], s.header ?? 'authorization')
       const value = s.value && secret(['value'], s.value)
-      if (value) out = { kind, when: s.when, header: headerName(['header'], s.header ?? 'authorization'), scheme: s.scheme, value }
+      if (value) out = { kind, when: s.when, header, scheme: s.scheme, value }
       break
     }
     case 'identity-headers': {
