@@ -18,6 +18,16 @@ export interface McpContext {
   rpcId: string | number | undefined
 }
 
+/** What the credential stage did, for the audit line. Never the credential itself. */
+export interface CredentialRecord {
+  strategy: string
+  /** `jti` of the downstream token, else its SHA-256 digest (base64url). */
+  tokenId?: string
+  tokenDigest?: string
+  /** issued (by the AS for this request), memory or shared (cache layer that had it). */
+  source?: 'issued' | 'memory' | 'shared'
+}
+
 export interface RequestContext {
   route: RuntimeRoute | undefined
   principal: Principal | undefined
@@ -26,6 +36,7 @@ export interface RequestContext {
   streaming: boolean
   /** Headers the credential stage adds toward the upstream (e.g. the exchanged token). */
   upstreamHeaders: Record<string, string> | undefined
+  credential: CredentialRecord | undefined
 }
 
 declare module 'fastify' {
@@ -41,4 +52,5 @@ export const newContext = (route: RuntimeRoute | undefined): RequestContext => (
   error: undefined,
   streaming: false,
   upstreamHeaders: undefined,
+  credential: undefined,
 })

@@ -33,6 +33,9 @@ export type Reason =
   | 'upstream-timeout'
   | 'upstream-invalid'
   | 'exchange-failed'
+  | 'exchange-unavailable'
+  | 'exchange-refused'
+  | 'exchange-forbidden'
   | 'internal'
 
 export type Protocol = 'oauth' | 'jsonrpc' | 'plain'
@@ -70,6 +73,8 @@ export const ERROR_CATALOGUE = {
   GW_UPSTREAM_TIMEOUT: { status: 504, reason: 'upstream-timeout', protocol: 'jsonrpc', rpcCode: -32603, message: 'Upstream timed out' },
   GW_UPSTREAM_INVALID_RESPONSE: { status: 502, reason: 'upstream-invalid', protocol: 'jsonrpc', rpcCode: -32603, message: 'Upstream returned an invalid response' },
   GW_EXCHANGE_FAILED: { status: 502, reason: 'exchange-failed', protocol: 'jsonrpc', rpcCode: -32603, message: 'Could not obtain a credential for the upstream' },
+  GW_EXCHANGE_UNAVAILABLE: { status: 503, reason: 'exchange-unavailable', protocol: 'jsonrpc', rpcCode: -32603, message: 'The authorization server is temporarily unavailable' },
+  GW_EXCHANGE_FORBIDDEN: { status: 403, reason: 'exchange-forbidden', protocol: 'jsonrpc', rpcCode: -32003, message: 'No credential for this upstream may be issued to this caller' },
   GW_INTERNAL: { status: 500, reason: 'internal', protocol: 'jsonrpc', rpcCode: -32603, message: 'Internal error' },
 } as const satisfies Record<string, ErrorSpec>
 

@@ -20,6 +20,8 @@ import type { RuntimeConfig, RuntimeRoute } from './config/load.js'
 import { newContext } from './context.js'
 import { sendError } from './error-handler.js'
 import { GatewayError } from './errors.js'
+import { CredentialBroker } from './exchange/broker.js'
+import { credentialStage } from './exchange/plugin.js'
 import { checkMcpRequest, registerJsonBodyParser, registerResourceMetadata } from './mcp/plugin.js'
 import { buildAdminServer, type ReadinessCheck } from './observability/admin.js'
 import { auditRecord } from './observability/audit.js'
@@ -107,13 +109,19 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
   const sessions = new SessionRegistry(store, config.sessions.ttlMs)
   const checkSession = checkSessionHook(sessions)
   const sessionObserver = observeSessions(sessions)
+  const broker = new CredentialBroker({
+    issuers: config.issuers,
+    discover: (name) => validator.keys.get(name)!.discover(),
+    store,
+    encryptionKey: config.cache.redis?.encryptionKey && Buffer.from(config.cache.redis.encryptionKey.reveal(), 'base64'),
+    metrics,
+    logger,
+    publicUrl: config.server.publicUrl,
+    ...(deps.now ? { now: deps.now } : {}),
+  })
   for (const route of config.routes) {
-    await registerRouteProxy(
-      app,
-      route,
-      { onRequest: [authenticate], preHandler: [checkMcpRequest, checkSession, ...(deps.stages?.(route) ?? [])], onUpstreamResponse: [sessionObserver] },
-      metrics,
-    )
+    const preHandler = [checkMcpRequest, checkSession, ...(deps.stages?.(route) ?? []), ...credentialStage(broker, route)]
+    await registerRouteProxy(app, route, { onRequest: [authenticate], preHandler, onUpstreamResponse: [sessionObserver] }, metrics)
   }
 
   const readiness: ReadinessCheck[] = []

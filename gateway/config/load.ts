@@ -6,8 +6,9 @@
 import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { ConfigError, type ConfigProblem } from '../errors.js'
-import { GatewayConfigSchema, type GatewayConfigInput, type IssuerInput, type RouteInput } from './schema.js'
-import { resolveSecret, type Secret } from './secrets.js'
+import { GatewayConfigSchema, type GatewayConfigInput, type IssuerInput, type RouteInput, type SecretSourceInput } from './schema.js'
+import { normalizeCredentials, type RuntimeCredentials } from './credentials.js'
+import { resolveSecret, Secret } from './secrets.js'
 import { parseDuration, parseSize } from './units.js'
 import { parseYamlSource, problemAt, validateAgainst, type YamlSource } from './yaml-source.js'
 
@@ -70,6 +71,8 @@ export interface RuntimeRoute {
   readonly requiredScopes: readonly string[]
   readonly allowedOrigins: ReadonlySet<string>
   readonly bodyLimit: number
+  /** How the upstream credential is obtained; undefined = the upstream receives none. */
+  readonly credentials: RuntimeCredentials | undefined
 }
 
 export interface RuntimeConfig {
@@ -86,7 +89,7 @@ export interface RuntimeConfig {
   readonly admin: { readonly listen: { readonly host: string; readonly port: number } }
   readonly issuers: ReadonlyMap<string, RuntimeIssuer>
   readonly routes: readonly RuntimeRoute[]
-  readonly cache: { readonly redis: { readonly url: Secret; readonly keyPrefix: string; readonly commandTimeoutMs: number } | undefined }
+  readonly cache: { readonly redis: { readonly url: Secret; readonly keyPrefix: string; readonly commandTimeoutMs: number; readonly encryptionKey: Secret | undefined } | undefined }
   readonly logging: { readonly level: string }
   readonly sessions: { readonly ttlMs: number }
   /** Start-up warnings (insecure development settings); logged once by main. */
@@ -162,7 +165,8 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
     if (r.scopesSupported.includes('offline_access')) {
       problems.push(problemAt(src, at('scopesSupported'), 'offline_access should not be advertised (MCP scope minimisation)', 'warning'))
     }
-    const route = normalizeRoute(src, r, i, origin, problems)
+    const credentials = normalizeCredentials(r.credentials, { src, at: at('credentials'), routeIssuers: r.issuers, issuers: input.issuers, baseDir, env, problems })
+    const route = { ...normalizeRoute(src, r, i, origin, problems), credentials }
     if (seenMetadata.has(route.metadataPath) && !dupPath) problems.push(problemAt(src, at('resource'), 'two routes share one resource identifier'))
     seenMetadata.set(route.metadataPath, i)
     routes.push(route)
@@ -173,7 +177,10 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
     const r = input.cache.redis
     const resolved = typeof r.url === 'string' ? resolveSecret({ value: r.url }, baseDir, env) : resolveSecret(r.url, baseDir, env)
     if (!resolved.ok) problems.push(problemAt(src, ['cache', 'redis', 'url'], resolved.message))
-    else redis = { url: resolved.secret, keyPrefix: r.keyPrefix, commandTimeoutMs: parseDuration(r.commandTimeout) }
+    else redis = { url: resolved.secret, keyPrefix: r.keyPrefix, commandTimeoutMs: parseDuration(r.commandTimeout), encryptionKey: encryptionKey(src, r.encryptionKey, baseDir, env, problems) }
+    if (redis && !redis.encryptionKey && routes.some((rt) => rt.credentials?.strategies.some((st) => st.kind === 'token-exchange' || st.kind === 'client-credentials'))) {
+      problems.push(problemAt(src, ['cache', 'redis'], 'no encryptionKey: tokens issued for upstreams are cached per replica only, not in Redis', 'warning'))
+    }
   } else {
     warnings.push('no cache.redis configured: caches are per replica (in memory)')
   }
@@ -284,7 +291,26 @@ function normalizeIntrospection(src: YamlSource, name: string, iss: IssuerInput,
   return { timeoutMs: parseDuration(i.timeout), maxConcurrent: i.maxConcurrent, maxQueued: i.maxQueued, cache: { enabled: i.cache.enabled, maxTtlMs, negativeTtlMs } }
 }
 
-function normalizeRoute(src: YamlSource, r: RouteInput, i: number, origin: string, problems: ConfigProblem[]): RuntimeRoute {
+/** Issued upstream tokens are bearer tokens: Redis only ever holds them sealed with this key. */
+function encryptionKey(src: YamlSource, source: SecretSourceInput | undefined, baseDir: string, env: NodeJS.ProcessEnv, problems: ConfigProblem[]): Secret | undefined {
+  if (!source) return undefined
+  const at = ['cache', 'redis', 'encryptionKey']
+  const r = resolveSecret(source, baseDir, env)
+  if (!r.ok) {
+    problems.push(problemAt(src, at, r.message))
+    return undefined
+  }
+  const text = r.secret.reveal()
+  const key = /^[0-9a-fA-F]{64}$/.test(text) ? Buffer.from(text, 'hex') : Buffer.from(text, 'base64')
+  if (key.length !== 32) {
+    problems.push(problemAt(src, at, 'encryptionKey must be 32 bytes: 64 hex digits or base64 of 32 bytes (e.g. openssl rand -base64 32)'))
+    return undefined
+  }
+  // Kept as a Secret (a frozen config cannot hold a Buffer), canonicalised to base64.
+  return new Secret(key.toString('base64'))
+}
+
+function normalizeRoute(src: YamlSource, r: RouteInput, i: number, origin: string, problems: ConfigProblem[]): Omit<RuntimeRoute, 'credentials'> {
   const resource = r.resource ?? `${origin}${r.path}`
   let metadataPath = `${PRM_WELL_KNOWN}${r.path}`
   try {

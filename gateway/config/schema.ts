@@ -120,6 +120,79 @@ export const IssuerSchema = Type.Object(
   { ...Strict, description: 'An authorization server whose access tokens the gateway accepts.' },
 )
 
+const HeaderName = Type.String({ pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$', description: 'An HTTP header name.' })
+
+/**
+ * One way of obtaining the credential mcp-warden presents to a route's upstream. A single flat
+ * object keyed by `strategy` (rather than a schema union) so that a mistake is reported as the
+ * one key that is wrong, not as "does not match any allowed form"; load.ts checks which keys
+ * each strategy takes.
+ */
+export const CredentialStrategySchema = Type.Object(
+  {
+    strategy: Type.Union(['token-exchange', 'client-credentials', 'static', 'identity-headers', 'passthrough'].map((s) => Type.Literal(s)), {
+      description: 'token-exchange (RFC 8693, per user), client-credentials (mcp-warden itself), static (a secret header), identity-headers (verified caller facts), passthrough (unsafe, violates MCP).',
+    }),
+    when: Type.Union([Type.Literal('user'), Type.Literal('app'), Type.Literal('any')], {
+      default: 'any',
+      description: 'In a chain: user = the token has a user behind it, app = app-only (client credentials) token, any. The first matching entry is used. Default any.',
+    }),
+    issuer: Type.Optional(Type.String({ description: 'Issuer (name under `issuers:`) whose token endpoint and `client` registration are used. Default: the first issuer of the route that has a client.' })),
+    resource: Type.Optional(Type.String({ format: 'uri', description: 'RFC 8707 resource indicator of the upstream, sent as `resource`; the issued token must name it in `aud`.' })),
+    audience: Type.Optional(Type.String({ minLength: 1, description: 'RFC 8693 `audience` of the upstream (a logical name), sent as `audience`.' })),
+    scopes: Type.Optional(
+      Type.Record(Type.String({ minLength: 1 }), Type.Array(Type.String({ pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]+$' })), {
+        description: 'token-exchange: inbound scope → upstream scopes. The requested scope is the union for the scopes the caller holds; none → 403. Without it no scope is sent (the AS decides).',
+      }),
+    ),
+    scope: Type.Optional(Type.Array(Type.String({ pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]+$' }), { description: 'client-credentials: scopes requested.' })),
+    subjectTokenType: Type.Union([Type.Literal('access_token'), Type.Literal('jwt')], {
+      default: 'access_token',
+      description: 'token-exchange: subject_token_type for a JWT inbound token (urn:ietf:params:oauth:token-type:…). Opaque tokens are always access_token. Default access_token.',
+    }),
+    requestedTokenType: Type.Union([Type.Literal('access_token'), Type.Literal('jwt')], { default: 'access_token', description: 'token-exchange: requested_token_type. Default access_token.' }),
+    actorToken: Type.Boolean({ default: false, description: 'token-exchange: send an actor_token (a JWT signed with the client key, needs private_key_jwt) identifying mcp-warden. Default false.' }),
+    safetyMargin: Type.String({ ...Duration, default: '30s', description: 'Issued tokens are reused until expires_in minus this (never beyond the caller token exp). Default 30s.' }),
+    timeout: Type.String({ ...Duration, default: '5s', description: 'Timeout of one token request. Default 5s.' }),
+    header: Type.Optional(HeaderName),
+    scheme: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9-]+$', description: 'static: prefix of the header value, e.g. Bearer.' })),
+    value: Type.Optional(SecretSource),
+    headers: Type.Optional(
+      Type.Object(
+        { subject: Type.Optional(HeaderName), agent: Type.Optional(HeaderName), scopes: Type.Optional(HeaderName), issuer: Type.Optional(HeaderName), actor: Type.Optional(HeaderName) },
+        { ...Strict, description: 'identity-headers: header name per verified caller fact. Values are percent-encoded.' },
+      ),
+    ),
+    jwt: Type.Optional(
+      Type.Object(
+        {
+          header: Type.String({ ...HeaderName, default: 'x-mcp-identity' }),
+          key: Type.Union([SecretSource], { description: 'PEM (PKCS#8) or JWK private key that signs the identity JWT.' }),
+          keyId: Type.Optional(Type.String({ minLength: 1 })),
+          algorithm: Type.Union(['RS256', 'PS256', 'ES256', 'EdDSA'].map((a) => Type.Literal(a)), { default: 'ES256' }),
+          ttl: Type.String({ ...Duration, default: '60s', description: 'Lifetime of the identity JWT (never beyond the caller token). Default 60s.' }),
+          audience: Type.Optional(Type.String({ minLength: 1, description: 'aud of the identity JWT. Default: the upstream URL.' })),
+        },
+        { ...Strict, description: 'identity-headers: send the facts as one short-lived JWT signed by mcp-warden instead of plain headers.' },
+      ),
+    ),
+    unsafe: Type.Optional(Type.Boolean({ description: 'passthrough only: must be true. Forwarding the caller token violates the MCP specification.' })),
+  },
+  { ...Strict, description: 'How mcp-warden obtains the credential for this upstream.' },
+)
+
+const { strategy: strategyKey, ...strategyOptions } = CredentialStrategySchema.properties
+
+/** A route's `credentials`: one strategy, or `chain:` (the first entry whose `when` fits is used). */
+export const CredentialsSchema = Type.Object(
+  {
+    strategy: Type.Optional(strategyKey),
+    ...strategyOptions,
+    chain: Type.Optional(Type.Array(CredentialStrategySchema, { minItems: 1, description: 'Strategies tried in order by `when` (never as a fallback after a failure).' })),
+  },
+  { ...Strict, description: 'How mcp-warden obtains the credential it presents to this upstream. Without it the upstream receives no credential at all.' },
+)
+
 export const RouteSchema = Type.Object(
   {
     name: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$', description: 'Route name, used in metrics, logs and policies.' }),
@@ -154,6 +227,7 @@ export const RouteSchema = Type.Object(
       description: 'Browser origins allowed to call this route. A request with any other Origin gets 403 (DNS-rebinding defence). Requests without Origin are not affected.',
     }),
     bodyLimit: Type.String({ ...ByteSize, default: '1mb', description: 'Largest accepted request body. Default 1mb.' }),
+    credentials: Type.Optional(CredentialsSchema),
   },
   { ...Strict, description: 'One protected MCP endpoint: a path on the gateway in front of one upstream MCP server.' },
 )
@@ -199,6 +273,9 @@ export const GatewayConfigSchema = Type.Object(
               url: Type.Union([Type.String({ pattern: '^rediss?://' }), SecretSource], { description: 'redis:// or rediss:// URL, or a secret reference holding one.' }),
               keyPrefix: Type.String({ default: 'mcpw:', description: 'Prefix for every key the gateway writes. Default mcpw:' }),
               commandTimeout: Type.String({ ...Duration, default: '250ms', description: 'A Redis command slower than this counts as a miss. Default 250ms.' }),
+              encryptionKey: Type.Optional(
+                Type.Union([SecretSource], { description: '32 bytes (base64 or 64 hex digits) encrypting issued upstream tokens in Redis (AES-256-GCM). Without it issued tokens are cached per replica only.' }),
+              ),
             },
             Strict,
           ),
@@ -226,3 +303,5 @@ export type GatewayConfigInput = Static<typeof GatewayConfigSchema>
 export type IssuerInput = Static<typeof IssuerSchema>
 export type RouteInput = Static<typeof RouteSchema>
 export type SecretSourceInput = Static<typeof SecretSource>
+export type CredentialsInput = Static<typeof CredentialsSchema>
+export type CredentialStrategyInput = Static<typeof CredentialStrategySchema>

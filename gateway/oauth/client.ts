@@ -9,7 +9,13 @@ import { importJWK, importPKCS8, SignJWT, type JWK } from 'jose'
 import type { RuntimeOAuthClient } from '../config/load.js'
 import { fetchJson, FetchError } from '../lib/fetch-json.js'
 
-type SigningKey = Awaited<ReturnType<typeof importPKCS8>>
+export type SigningKey = Awaited<ReturnType<typeof importPKCS8>>
+
+/** A private key from config: a JWK (JSON) or PEM PKCS#8. */
+export function importPrivateKey(material: string, algorithm: string): Promise<SigningKey> {
+  if (material.trimStart().startsWith('{')) return importJWK(JSON.parse(material) as JWK, algorithm) as Promise<SigningKey>
+  return importPKCS8(material, algorithm)
+}
 
 export class OAuthRequestError extends Error {
   constructor(
@@ -38,12 +44,27 @@ export class OAuthClient {
   }
 
   #signingKey(): Promise<SigningKey> {
-    this.#key ??= (async () => {
-      const material = this.#client.privateKey!.reveal()
-      if (material.trimStart().startsWith('{')) return importJWK(JSON.parse(material) as JWK, this.#client.algorithm) as Promise<SigningKey>
-      return importPKCS8(material, this.#client.algorithm)
-    })()
+    this.#key ??= importPrivateKey(this.#client.privateKey!.reveal(), this.#client.algorithm)
     return this.#key
+  }
+
+  /**
+   * A short-lived JWT with iss = sub = this client, signed with its private_key_jwt key: the
+   * RFC 7523 client assertion, and the actor_token naming mcp-warden in a token exchange.
+   */
+  async signAssertion(audience: string): Promise<string> {
+    const c = this.#client
+    if (c.auth !== 'private_key_jwt') throw new Error('signing needs a private_key_jwt client')
+    const now = Math.floor(Date.now() / 1000)
+    return new SignJWT({})
+      .setProtectedHeader({ alg: c.algorithm, ...(c.keyId ? { kid: c.keyId } : {}) })
+      .setIssuer(c.id)
+      .setSubject(c.id)
+      .setAudience(audience)
+      .setJti(randomUUID())
+      .setIssuedAt(now)
+      .setExpirationTime(now + 60)
+      .sign(await this.#signingKey())
   }
 
   /** Headers and form fields that authenticate this client for a request to `endpoint`. */
@@ -58,16 +79,7 @@ export class OAuthClient {
       case 'client_secret_post':
         return { headers: {}, form: { client_id: c.id, client_secret: c.secret!.reveal() } }
       case 'private_key_jwt': {
-        const now = Math.floor(Date.now() / 1000)
-        const assertion = await new SignJWT({})
-          .setProtectedHeader({ alg: c.algorithm, ...(c.keyId ? { kid: c.keyId } : {}) })
-          .setIssuer(c.id)
-          .setSubject(c.id)
-          .setAudience(endpoint)
-          .setJti(randomUUID())
-          .setIssuedAt(now)
-          .setExpirationTime(now + 60)
-          .sign(await this.#signingKey())
+        const assertion = await this.signAssertion(endpoint)
         return {
           headers: {},
           form: { client_id: c.id, client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: assertion },

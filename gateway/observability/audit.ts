@@ -5,6 +5,7 @@
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { auditablePrincipal } from '../auth/principal.js'
+import type { CredentialRecord } from '../context.js'
 
 export interface AuditRecord {
   requestId: string
@@ -16,6 +17,8 @@ export interface AuditRecord {
   principal: Record<string, unknown> | undefined
   mcp: { method?: string; target?: string; rpcId?: string | number; protocolVersion?: string; session?: boolean; batch?: boolean } | undefined
   streaming: boolean
+  /** Upstream credential strategy and the downstream token's jti or digest (never the token). */
+  credential: CredentialRecord | undefined
   latencyMs: number
 }
 
@@ -39,6 +42,7 @@ export function auditRecord(request: FastifyRequest, reply: FastifyReply): Audit
       batch: mcp.body.batch || undefined,
     },
     streaming: gw.streaming,
+    credential: gw.credential,
     latencyMs: Math.round(reply.elapsedTime * 100) / 100,
   }
 }

@@ -94,6 +94,25 @@ export function createMetrics() {
       labelNames: ['route'] as const,
       registers: [registry],
     }),
+    credentialRequests: new Counter({
+      name: 'mcp_warden_credential_requests_total',
+      help: 'Token requests to an AS for upstream credentials, by route, strategy and outcome (ok, unavailable, refused, forbidden, invalid-response, error).',
+      labelNames: ['route', 'strategy', 'outcome'] as const,
+      registers: [registry],
+    }),
+    credentialRequestDuration: new Histogram({
+      name: 'mcp_warden_credential_request_duration_seconds',
+      help: 'Latency of token requests for upstream credentials, by route, strategy and outcome.',
+      labelNames: ['route', 'strategy', 'outcome'] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    }),
+    credentialCache: new Counter({
+      name: 'mcp_warden_credential_cache_total',
+      help: 'Upstream-credential cache lookups by layer (memory, shared) and result (hit, miss).',
+      labelNames: ['layer', 'result'] as const,
+      registers: [registry],
+    }),
     configInfo: new Gauge({
       name: 'mcp_warden_config_info',
       help: 'Constant 1, labelled with the loaded configuration digest.',

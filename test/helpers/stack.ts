@@ -21,6 +21,10 @@ export interface StackOptions {
   issuerExtra?: string
   /** Extra YAML appended to each route. */
   routeExtra?: string
+  /** Extra YAML appended to one route (e.g. its `credentials`). */
+  routeExtras?: { alpha?: string; beta?: string }
+  /** Extra flow-mapping entries for `cache.redis`, e.g. `encryptionKey: { value: … }`. */
+  redisExtra?: string
   /** Replace the generated YAML entirely. */
   yaml?: (ctx: { publicUrl: string; port: number; adminPort: number; issuer: string; alpha: string; beta: string; redisUrl?: string }) => string
   deps?: Partial<GatewayDeps>
@@ -72,12 +76,12 @@ ${/^jwks:/m.test(o.issuerExtra ?? '') ? '' : '    jwks: { cooldown: 5s }\n'}${in
     upstream: { url: ${alpha.url}, timeout: 5s }
     issuers: [demo]
     scopesSupported: [tools.read]
-${indent(o.routeExtra, 4)}  - name: beta
+${indent(o.routeExtra, 4)}${indent(o.routeExtras?.alpha, 4)}  - name: beta
     path: /mcp/beta
     upstream: { url: ${beta.url}, timeout: 5s }
     issuers: [demo]
     scopesSupported: [tools.read]
-${indent(o.routeExtra, 4)}${redis ? `cache:\n  redis: { url: ${redis.url} }\n` : ''}logging: { level: info }
+${indent(o.routeExtra, 4)}${indent(o.routeExtras?.beta, 4)}${redis ? `cache:\n  redis: { url: ${redis.url}${o.redisExtra ? `, ${o.redisExtra}` : ''} }\n` : ''}logging: { level: info }
 `
   const { config } = loadConfigText('test-gateway.yaml', yaml)
   const logs: string[] = []

@@ -1,0 +1,287 @@
+/**
+ * The downstream credential for one request: picks the route's strategy for this caller and
+ * produces the headers the upstream receives. The caller's token leaves the gateway only as the
+ * `subject_token` of an exchange at its own AS, or under the explicit `passthrough` + `unsafe`
+ * configuration. A failed token request is an error, never a reason to fall back to another
+ * strategy or to the caller's token.
+ */
+import { randomUUID } from 'node:crypto'
+import { SignJWT } from 'jose'
+import type { Logger } from 'pino'
+import type { IssuerMetadata } from '../auth/jwks.js'
+import type { Principal } from '../auth/principal.js'
+import type { SharedStore } from '../cache/store.js'
+import type {
+  ClientCredentialsStrategy,
+  CredentialStrategy,
+  IdentityHeadersStrategy,
+  RuntimeCredentials,
+  TokenExchangeStrategy,
+} from '../config/credentials.js'
+import type { RuntimeIssuer, RuntimeRoute } from '../config/load.js'
+import type { CredentialRecord } from '../context.js'
+import { GatewayError } from '../errors.js'
+import { importPrivateKey, OAuthClient, OAuthRequestError, type SigningKey } from '../oauth/client.js'
+import type { Metrics } from '../observability/metrics.js'
+import { cacheKey, CredentialCache, type Cached } from './cache.js'
+import { acceptTokenResponse, InvalidTokenResponse, TOKEN_TYPE_URN, digestOf, type Expectation } from './issued.js'
+
+const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange'
+
+export interface Caller {
+  principal: Principal
+  /** The inbound bearer token, as verified by the auth stage. */
+  token: string
+}
+
+export interface UpstreamCredential {
+  headers: Record<string, string>
+  record: CredentialRecord
+}
+
+export interface CredentialBrokerDeps {
+  issuers: ReadonlyMap<string, RuntimeIssuer>
+  /** RFC 8414 metadata of an issuer, for its token endpoint (auth/jwks.ts IssuerKeys.discover). */
+  discover: (issuerName: string) => Promise<IssuerMetadata>
+  store: SharedStore
+  encryptionKey: Buffer | undefined
+  metrics: Metrics
+  logger: Logger
+  /** Issuer (`iss`) of identity JWTs: the gateway's public URL. */
+  publicUrl: string
+  now?: () => number
+}
+
+type Outcome = 'ok' | 'unavailable' | 'refused' | 'forbidden' | 'invalid-response' | 'error'
+
+const isLoopback = (host: string) => host === 'localhost' || host === '[::1]' || /^127\./.test(host)
+
+export class CredentialBroker {
+  readonly #deps: CredentialBrokerDeps
+  readonly #now: () => number
+  readonly #cache: CredentialCache
+  readonly #clients = new Map<string, OAuthClient>()
+  readonly #identityKeys = new Map<IdentityHeadersStrategy, Promise<SigningKey>>()
+
+  constructor(deps: CredentialBrokerDeps) {
+    this.#deps = deps
+    this.#now = deps.now ?? Date.now
+    this.#cache = new CredentialCache({ store: deps.store, encryptionKey: deps.encryptionKey, metrics: deps.metrics, now: this.#now })
+  }
+
+  /** The first strategy whose `when` fits; none fitting is a refusal, not "send nothing". */
+  static select(credentials: RuntimeCredentials, principal: Principal): CredentialStrategy | undefined {
+    return credentials.strategies.find((s) => s.when === 'any' || (s.when === 'user') === principal.userPresent)
+  }
+
+  async obtain(route: RuntimeRoute, caller: Caller): Promise<UpstreamCredential | undefined> {
+    if (!route.credentials) return undefined
+    const strategy = CredentialBroker.select(route.credentials, caller.principal)
+    if (!strategy) {
+      throw new GatewayError('GW_EXCHANGE_FORBIDDEN', { detail: `no credential strategy for a caller with userPresent=${caller.principal.userPresent}` })
+    }
+    switch (strategy.kind) {
+      case 'token-exchange':
+        return this.#exchange(route, strategy, caller)
+      case 'client-credentials':
+        return this.#clientCredentials(route, strategy, caller)
+      case 'static':
+        return { headers: { [strategy.header]: strategy.scheme ? `${strategy.scheme} ${strategy.value.reveal()}` : strategy.value.reveal() }, record: { strategy: 'static' } }
+      case 'identity-headers':
+        return this.#identity(route, strategy, caller.principal)
+      case 'passthrough':
+        return { headers: { authorization: `Bearer ${caller.token}` }, record: { strategy: 'passthrough' } }
+    }
+  }
+
+  async #exchange(route: RuntimeRoute, s: TokenExchangeStrategy, caller: Caller): Promise<UpstreamCredential> {
+    const { principal } = caller
+    const client = this.#client(s.issuer)
+    // RFC 8693 §4.4: a subject token that names who may act for it and does not name us is not ours to exchange (TX-10).
+    const mayAct = principal.claims.may_act as { sub?: unknown } | undefined
+    if (mayAct && typeof mayAct === 'object' && mayAct.sub !== client.clientId) {
+      throw new GatewayError('GW_EXCHANGE_FORBIDDEN', { detail: 'subject token may_act does not name mcp-warden' })
+    }
+    const scope = s.scopeMap ? narrowScope(s.scopeMap, principal.scopes) : undefined
+    if (scope !== undefined && scope.length === 0) {
+      throw new GatewayError('GW_EXCHANGE_FORBIDDEN', { detail: 'none of the caller scopes maps to an upstream scope' })
+    }
+    const subjectTokenType = principal.tokenKind === 'jwt' ? s.subjectTokenType : 'access_token'
+    const key = cacheKey([
+      s.kind,
+      principal.issuer,
+      principal.subject,
+      client.clientId,
+      s.resource ?? '',
+      s.audience ?? '',
+      scope?.join(' ') ?? '',
+      s.requestedTokenType,
+      s.actorToken ? 'actor' : '',
+      digestOf(caller.token),
+    ])
+    return this.#cached(route, s, key, principal.expiresAt * 1000, async () => {
+      const endpoint = await this.#tokenEndpoint(s.issuer)
+      const fields: Record<string, string> = {
+        grant_type: TOKEN_EXCHANGE_GRANT,
+        subject_token: caller.token,
+        subject_token_type: TOKEN_TYPE_URN[subjectTokenType],
+        requested_token_type: TOKEN_TYPE_URN[s.requestedTokenType],
+      }
+      if (s.resource) fields.resource = s.resource
+      if (s.audience) fields.audience = s.audience
+      if (scope) fields.scope = scope.join(' ')
+      if (s.actorToken) {
+        // actor_token_type goes with actor_token and never alone (RFC 8693 §2.1, TX-03).
+        fields.actor_token = await client.signAssertion(this.#deps.issuers.get(s.issuer)!.issuer)
+        fields.actor_token_type = TOKEN_TYPE_URN.jwt
+      }
+      return { fields, endpoint, expect: { requestedTokenType: s.requestedTokenType, subjectToken: caller.token, subject: principal.subject } }
+    })
+  }
+
+  async #clientCredentials(route: RuntimeRoute, s: ClientCredentialsStrategy, caller: Caller): Promise<UpstreamCredential> {
+    const client = this.#client(s.issuer)
+    const key = cacheKey([s.kind, client.clientId, s.resource ?? '', s.audience ?? '', [...s.scope].sort().join(' ')])
+    return this.#cached(route, s, key, Infinity, async () => {
+      const endpoint = await this.#tokenEndpoint(s.issuer)
+      const fields: Record<string, string> = { grant_type: 'client_credentials' }
+      if (s.resource) fields.resource = s.resource
+      if (s.audience) fields.audience = s.audience
+      if (s.scope.length > 0) fields.scope = s.scope.join(' ')
+      // The caller's token is not sent, but it must not come back either.
+      return { fields, endpoint, expect: { subjectToken: caller.token } }
+    })
+  }
+
+  async #cached(
+    route: RuntimeRoute,
+    s: TokenExchangeStrategy | ClientCredentialsStrategy,
+    key: string,
+    notAfter: number,
+    prepare: () => Promise<{ fields: Record<string, string>; endpoint: string; expect: Omit<Expectation, 'audiences' | 'now'> }>,
+  ): Promise<UpstreamCredential> {
+    const { cached, source } = await this.#cache.get(key, async (): Promise<Cached> => {
+      const started = performance.now()
+      let outcome: Outcome = 'error'
+      try {
+        const { fields, endpoint, expect } = await prepare()
+        const body = await this.#client(s.issuer).postForm(endpoint, fields, s.timeoutMs)
+        const issued = acceptTokenResponse(body, { ...expect, audiences: [s.resource, s.audience].filter((a) => a !== undefined), now: this.#now() })
+        outcome = 'ok'
+        return { issued, reuseUntil: Math.min(issued.expiresAt - s.safetyMarginMs, notAfter) }
+      } catch (e) {
+        const err = this.#toGatewayError(e, s)
+        outcome = outcomeOf(err, e)
+        this.#deps.logger.warn({ event: 'credentials.failed', route: route.name, strategy: s.kind, issuer: s.issuer, outcome, detail: err.detail }, 'could not obtain an upstream credential')
+        throw err
+      } finally {
+        const labels = { route: route.name, strategy: s.kind, outcome }
+        this.#deps.metrics.credentialRequests.inc(labels)
+        this.#deps.metrics.credentialRequestDuration.observe(labels, (performance.now() - started) / 1000)
+      }
+    })
+    const { issued } = cached
+    return {
+      headers: { authorization: `Bearer ${issued.token}` },
+      record: { strategy: s.kind, ...(issued.tokenId ? { tokenId: issued.tokenId } : { tokenDigest: issued.digest }), source },
+    }
+  }
+
+  #toGatewayError(e: unknown, s: TokenExchangeStrategy | ClientCredentialsStrategy): GatewayError {
+    if (e instanceof GatewayError) return e
+    if (e instanceof InvalidTokenResponse) return new GatewayError('GW_EXCHANGE_FAILED', { detail: `exchange_invalid_response: ${e.why}` })
+    if (!(e instanceof OAuthRequestError)) return new GatewayError('GW_EXCHANGE_FAILED', { detail: 'token request failed', cause: e })
+    const detail = `${s.kind} at issuer ${s.issuer}: ${e.kind}`
+    if (e.kind === 'unreachable' || e.kind === 'timeout' || e.kind === 'temporarily_unavailable' || e.kind === 'server_error' || /^http-5/.test(e.kind)) {
+      return new GatewayError('GW_EXCHANGE_UNAVAILABLE', { detail, retryAfter: 5 })
+    }
+    // RFC 8693 §2.2.2: the subject token was refused, so the caller must authenticate again (TX-07).
+    if (s.kind === 'token-exchange' && (e.kind === 'invalid_grant' || e.kind === 'invalid_request')) {
+      return new GatewayError('GW_AUTH_INVALID_TOKEN', { reason: 'exchange-refused', detail, description: 'The access token cannot be used for this upstream' })
+    }
+    if (e.kind === 'invalid_target' || e.kind === 'invalid_scope') return new GatewayError('GW_EXCHANGE_FORBIDDEN', { detail })
+    return new GatewayError('GW_EXCHANGE_FAILED', { detail })
+  }
+
+  #client(issuerName: string): OAuthClient {
+    let c = this.#clients.get(issuerName)
+    if (!c) {
+      // config/credentials.ts only accepts issuers that have a client registration.
+      c = new OAuthClient(this.#deps.issuers.get(issuerName)!.client!)
+      this.#clients.set(issuerName, c)
+    }
+    return c
+  }
+
+  /** From config or validated discovery only, never from a token or upstream (TX-12). */
+  async #tokenEndpoint(issuerName: string): Promise<string> {
+    const configured = this.#deps.issuers.get(issuerName)!.tokenEndpoint
+    let endpoint = configured
+    if (!endpoint) {
+      try {
+        endpoint = (await this.#deps.discover(issuerName)).token_endpoint
+      } catch {
+        throw new OAuthRequestError('discovery failed', 'unreachable')
+      }
+    }
+    const u = endpoint ? URL.parse(endpoint) : null
+    if (!u || (u.protocol !== 'https:' && !(u.protocol === 'http:' && isLoopback(u.hostname)))) {
+      throw new GatewayError('GW_EXCHANGE_FAILED', { detail: `issuer ${issuerName} has no usable https token endpoint` })
+    }
+    return u.href
+  }
+
+  async #identity(route: RuntimeRoute, s: IdentityHeadersStrategy, p: Principal): Promise<UpstreamCredential> {
+    const facts: Record<string, string | undefined> = {
+      subject: p.subject,
+      agent: p.clientId,
+      scopes: [...p.scopes].map(encodeURIComponent).join(' '),
+      issuer: p.issuer,
+      actor: p.actor,
+    }
+    const headers: Record<string, string> = {}
+    for (const [fact, name] of Object.entries(s.headers)) {
+      const v = facts[fact]
+      // Always percent-encoded (scopes per item): unambiguous, and never a header injection.
+      if (v !== undefined && name) headers[name] = fact === 'scopes' ? v : encodeURIComponent(v)
+    }
+    if (!s.jwt) return { headers, record: { strategy: 'identity-headers' } }
+    const j = s.jwt
+    let key = this.#identityKeys.get(s)
+    if (!key) this.#identityKeys.set(s, (key = importPrivateKey(j.key.reveal(), j.algorithm)))
+    const now = Math.floor(this.#now() / 1000)
+    const jti = randomUUID()
+    const jwt = await new SignJWT({ client_id: p.clientId, scope: [...p.scopes].join(' '), ...(p.actor ? { act: p.claims.act } : {}) })
+      .setProtectedHeader({ alg: j.algorithm, typ: 'JWT', ...(j.keyId ? { kid: j.keyId } : {}) })
+      .setIssuer(this.#deps.publicUrl)
+      .setSubject(p.subject)
+      .setAudience(j.audience ?? route.upstream.url)
+      .setIssuedAt(now)
+      .setExpirationTime(Math.min(now + j.ttlSec, p.expiresAt))
+      .setJti(jti)
+      .sign(await key)
+    headers[j.header] = jwt
+    return { headers, record: { strategy: 'identity-headers', tokenId: jti } }
+  }
+}
+
+/** Upstream scopes for the caller's scopes, sorted so equal sets share a cache entry. */
+export function narrowScope(map: ReadonlyMap<string, readonly string[]>, held: ReadonlySet<string>): string[] {
+  const out = new Set<string>()
+  for (const s of held) for (const u of map.get(s) ?? []) out.add(u)
+  return [...out].sort()
+}
+
+function outcomeOf(err: GatewayError, cause: unknown): Outcome {
+  if (cause instanceof InvalidTokenResponse) return 'invalid-response'
+  switch (err.code) {
+    case 'GW_EXCHANGE_UNAVAILABLE':
+      return 'unavailable'
+    case 'GW_AUTH_INVALID_TOKEN':
+      return 'refused'
+    case 'GW_EXCHANGE_FORBIDDEN':
+      return 'forbidden'
+    default:
+      return 'error'
+  }
+}

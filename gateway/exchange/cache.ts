@@ -1,0 +1,128 @@
+/**
+ * Two-layer cache of issued upstream tokens: in process (LRU) and, when Redis is configured with
+ * an encryption key, shared by replicas. Keys are digests of length-prefixed inputs, so no raw
+ * token ever becomes a key; values in Redis are sealed with AES-256-GCM, bound to their key (AAD),
+ * because they are bearer tokens. Concurrent misses for one key share one request (single flight).
+ */
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto'
+import { LruCache } from '../cache/lru.js'
+import type { SharedStore } from '../cache/store.js'
+import type { Metrics } from '../observability/metrics.js'
+import type { IssuedToken } from './issued.js'
+
+/**
+ * SHA-256 over each part prefixed by its length, so ("ab","c") and ("a","bc") differ and no part
+ * (a subject token digest, a scope list) can be forged into another by concatenation.
+ */
+export function cacheKey(parts: readonly string[]): string {
+  const h = createHash('sha256')
+  for (const p of parts) {
+    const b = Buffer.from(p, 'utf8')
+    const len = Buffer.alloc(4)
+    len.writeUInt32BE(b.length)
+    h.update(len).update(b)
+  }
+  return `cred:${h.digest('base64url')}`
+}
+
+const SEALED_PREFIX = 'v1.'
+
+export function seal(key: Buffer, aad: string, plaintext: string): string {
+  const iv = randomBytes(12)
+  const c = createCipheriv('aes-256-gcm', key, iv)
+  c.setAAD(Buffer.from(aad))
+  const ct = Buffer.concat([c.update(plaintext, 'utf8'), c.final()])
+  return SEALED_PREFIX + Buffer.concat([iv, c.getAuthTag(), ct]).toString('base64url')
+}
+
+/** undefined for anything not sealed by this key for this cache key (tampered, moved, rotated). */
+export function unseal(key: Buffer, aad: string, sealed: string): string | undefined {
+  if (!sealed.startsWith(SEALED_PREFIX)) return undefined
+  const raw = Buffer.from(sealed.slice(SEALED_PREFIX.length), 'base64url')
+  if (raw.length < 29) return undefined
+  try {
+    const d = createDecipheriv('aes-256-gcm', key, raw.subarray(0, 12))
+    d.setAAD(Buffer.from(aad))
+    d.setAuthTag(raw.subarray(12, 28))
+    return Buffer.concat([d.update(raw.subarray(28)), d.final()]).toString('utf8')
+  } catch {
+    return undefined
+  }
+}
+
+export interface Cached {
+  issued: IssuedToken
+  /** Reuse deadline (ms): expiry less the safety margin, capped by the caller token's exp. */
+  reuseUntil: number
+}
+
+export type CacheSource = 'issued' | 'memory' | 'shared'
+
+export interface CredentialCacheDeps {
+  store: SharedStore
+  /** Without it (or with an in-memory store) only the in-process layer is used. */
+  encryptionKey: Buffer | undefined
+  metrics: Metrics
+  now: () => number
+  maxEntries?: number
+}
+
+export class CredentialCache {
+  readonly #memory: LruCache<Cached>
+  readonly #deps: CredentialCacheDeps
+  readonly #inflight = new Map<string, Promise<{ cached: Cached; source: CacheSource }>>()
+
+  constructor(deps: CredentialCacheDeps) {
+    this.#deps = deps
+    this.#memory = new LruCache(deps.maxEntries ?? 10_000)
+  }
+
+  get #shared(): boolean {
+    return this.#deps.store.kind === 'redis' && this.#deps.encryptionKey !== undefined
+  }
+
+  /** The cached token for `key`, or the result of `issue()` (called once for concurrent misses). */
+  async get(key: string, issue: () => Promise<Cached>): Promise<{ cached: Cached; source: CacheSource }> {
+    const { metrics, now } = this.#deps
+    const hit = this.#memory.get(key, now())
+    metrics.credentialCache.inc({ layer: 'memory', result: hit ? 'hit' : 'miss' })
+    if (hit) return { cached: hit, source: 'memory' }
+    let pending = this.#inflight.get(key)
+    if (!pending) {
+      pending = this.#load(key, issue).finally(() => this.#inflight.delete(key))
+      this.#inflight.set(key, pending)
+    }
+    return pending
+  }
+
+  async #load(key: string, issue: () => Promise<Cached>): Promise<{ cached: Cached; source: CacheSource }> {
+    const { metrics, now, store, encryptionKey } = this.#deps
+    if (this.#shared) {
+      const sealed = await store.get(key)
+      const text = sealed === undefined ? undefined : unseal(encryptionKey!, key, sealed)
+      const shared = text === undefined ? undefined : parseCached(text)
+      const fresh = shared && shared.reuseUntil > now()
+      metrics.credentialCache.inc({ layer: 'shared', result: fresh ? 'hit' : 'miss' })
+      if (fresh) {
+        this.#memory.set(key, shared, shared.reuseUntil - now(), now())
+        return { cached: shared, source: 'shared' }
+      }
+    }
+    const cached = await issue()
+    const ttl = cached.reuseUntil - now()
+    this.#memory.set(key, cached, ttl, now())
+    if (this.#shared && ttl > 0) await store.set(key, seal(encryptionKey!, key, JSON.stringify(cached)), ttl)
+    return { cached, source: 'issued' }
+  }
+}
+
+function parseCached(text: string): Cached | undefined {
+  try {
+    const c = JSON.parse(text) as Cached
+    const i = c?.issued
+    if (typeof c.reuseUntil !== 'number' || typeof i?.token !== 'string' || typeof i.expiresAt !== 'number' || typeof i.digest !== 'string') return undefined
+    return c
+  } catch {
+    return undefined
+  }
+}
