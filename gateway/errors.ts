@@ -28,6 +28,7 @@ export type Reason =
   | 'mcp-version'
   | 'session'
   | 'policy-deny'
+  | 'limit'
   | 'route-not-found'
   | 'upstream-unavailable'
   | 'upstream-timeout'
@@ -68,6 +69,7 @@ export const ERROR_CATALOGUE = {
   GW_MCP_INVALID_REQUEST: { status: 400, reason: 'mcp-invalid', protocol: 'jsonrpc', rpcCode: -32600, message: 'Invalid request' },
   GW_MCP_SESSION_NOT_FOUND: { status: 404, reason: 'session', protocol: 'jsonrpc', rpcCode: -32001, message: 'Session not found' },
   GW_MCP_UNSUPPORTED_VERSION: { status: 400, reason: 'mcp-version', protocol: 'jsonrpc', rpcCode: -32600, message: 'Unsupported MCP-Protocol-Version' },
+  GW_HTTP_TOO_MANY_STREAMS: { status: 429, reason: 'limit', protocol: 'jsonrpc', rpcCode: -32600, message: 'Too many open streams' },
   GW_POLICY_DENIED: { status: 403, reason: 'policy-deny', protocol: 'jsonrpc', rpcCode: -32003, message: 'Request denied by policy' },
   GW_UPSTREAM_UNAVAILABLE: { status: 502, reason: 'upstream-unavailable', protocol: 'jsonrpc', rpcCode: -32603, message: 'Upstream unavailable' },
   GW_UPSTREAM_TIMEOUT: { status: 504, reason: 'upstream-timeout', protocol: 'jsonrpc', rpcCode: -32603, message: 'Upstream timed out' },

@@ -71,6 +71,7 @@ export interface RuntimeRoute {
   readonly requiredScopes: readonly string[]
   readonly allowedOrigins: ReadonlySet<string>
   readonly bodyLimit: number
+  readonly streams: { readonly maxDurationMs: number; readonly maxPerCaller: number }
   /** How the upstream credential is obtained; undefined = the upstream receives none. */
   readonly credentials: RuntimeCredentials | undefined
 }
@@ -340,6 +341,7 @@ function normalizeRoute(src: YamlSource, r: RouteInput, i: number, origin: strin
     requiredScopes: r.requiredScopes,
     allowedOrigins: new Set(r.allowedOrigins),
     bodyLimit: parseSize(r.bodyLimit),
+    streams: { maxDurationMs: parseDuration(r.streams.maxDuration), maxPerCaller: r.streams.maxPerCaller },
   }
 }
 

@@ -227,6 +227,13 @@ export const RouteSchema = Type.Object(
       description: 'Browser origins allowed to call this route. A request with any other Origin gets 403 (DNS-rebinding defence). Requests without Origin are not affected.',
     }),
     bodyLimit: Type.String({ ...ByteSize, default: '1mb', description: 'Largest accepted request body. Default 1mb.' }),
+    streams: Type.Object(
+      {
+        maxDuration: Type.String({ ...Duration, default: '1h', description: 'An SSE response is ended after this long (the client reconnects). Streams also end when the token that opened them expires. Default 1h.' }),
+        maxPerCaller: Type.Integer({ minimum: 1, default: 8, description: 'Concurrent GET streams one caller (issuer, subject, agent) may hold on this route, per replica; more get 429. Default 8.' }),
+      },
+      { ...Strict, default: {}, description: 'Limits on long-lived server-sent-event streams.' },
+    ),
     credentials: Type.Optional(CredentialsSchema),
   },
   { ...Strict, description: 'One protected MCP endpoint: a path on the gateway in front of one upstream MCP server.' },

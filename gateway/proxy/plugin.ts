@@ -5,13 +5,14 @@
  */
 import replyFrom from '@fastify/reply-from'
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler, preHandlerHookHandler } from 'fastify'
-import type { IncomingHttpHeaders } from 'node:http'
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http'
 import type { Readable } from 'node:stream'
 import type { RuntimeRoute } from '../config/load.js'
 import { sendError } from '../error-handler.js'
 import { GatewayError } from '../errors.js'
 import type { Metrics } from '../observability/metrics.js'
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js'
+import { callerKey, StreamCounter, streamDeadlineMs } from './streams.js'
 
 /** Sees every upstream response before it is relayed (session binding, bookkeeping). */
 export type UpstreamResponseObserver = (request: FastifyRequest, status: number, headers: IncomingHttpHeaders) => Promise<void>
@@ -48,6 +49,7 @@ function filterQuery(search: string | undefined, reqUrl: string): string {
 
 export async function registerRouteProxy(app: FastifyInstance, route: RuntimeRoute, stages: RouteStages, metrics: Metrics): Promise<void> {
   const upstream = new URL(route.upstream.url)
+  const streams = new StreamCounter()
   await app.register(async (scope) => {
     await scope.register(replyFrom, {
       base: upstream.origin,
@@ -76,7 +78,17 @@ export async function registerRouteProxy(app: FastifyInstance, route: RuntimeRou
       bodyLimit: route.bodyLimit,
       onRequest: [originCheck, ...stages.onRequest],
       preHandler: stages.preHandler,
-      handler: (request, reply) => forward(request, reply, route, upstream, metrics, stages.onUpstreamResponse),
+      handler: (request, reply) => {
+        const principal = request.gw.principal
+        if (request.method === 'GET' && principal) {
+          // GET streams are the long-lived ones; cap them per caller so one agent cannot hold
+          // every connection (issue 7). POST responses end with their call.
+          const key = callerKey(principal)
+          if (!streams.acquire(key, route.streams.maxPerCaller)) throw new GatewayError('GW_HTTP_TOO_MANY_STREAMS', { retryAfter: 5 })
+          reply.raw.once('close', () => streams.release(key))
+        }
+        return forward(request, reply, route, upstream, metrics, stages.onUpstreamResponse)
+      },
     })
 
     // CORS preflight carries no credentials: answered here, never proxied (SHTTP-05).
@@ -154,6 +166,15 @@ function forward(request: FastifyRequest, reply: FastifyReply, route: RuntimeRou
           metrics.activeStreams.dec({ route: route.name })
         }
         res.stream.once('close', end)
+        // The stream ends (cleanly, so the client reconnects with a fresh token) when the token
+        // that opened it expires or the route's maximum duration is reached (CHL-10).
+        const deadline = setTimeout(() => {
+          metrics.upstreamErrors.inc({ route: route.name, reason: 'stream-deadline' })
+          rep.raw.end()
+          res.stream.destroy()
+        }, streamDeadlineMs(request.gw.principal, route.streams.maxDurationMs))
+        deadline.unref()
+        rep.raw.once('close', () => clearTimeout(deadline))
         // A client that goes away cancels the upstream request (SHTTP-18).
         req.raw.once('close', () => {
           if (!rep.raw.writableEnded) res.stream.destroy()
@@ -162,14 +183,20 @@ function forward(request: FastifyRequest, reply: FastifyReply, route: RuntimeRou
           if (!res.stream.destroyed) res.stream.destroy()
         })
       }
-      if (observers.length === 0) {
+      const relay = () => {
         rep.send(res.stream)
+        // Node holds response headers until the first body byte; an SSE stream may stay silent
+        // for minutes, and the client must know the stream is open now.
+        if (request.gw.streaming && !rep.raw.headersSent) (rep.raw as ServerResponse).flushHeaders()
+      }
+      if (observers.length === 0) {
+        relay()
         return
       }
       // Observers finish before the client sees the response: a session id must be bound before
       // the client can present it (to this replica or another).
       Promise.all(observers.map((o) => o(request, status, res.headers))).then(
-        () => rep.send(res.stream),
+        relay,
         (e: unknown) => {
           res.stream.destroy()
           for (const h of Object.keys(rep.getHeaders())) rep.removeHeader(h)
