@@ -167,7 +167,7 @@ class ExprParser {
       return { t: 'field', base: name === '$' ? 'root' : { var: name! }, path }
     }
     if (/^[A-Za-z_]/.test(tok)) {
-      if (!(tok in FUNCS) && tok !== 'include') throw new TemplateError(`${this.file}: unsupported function "${tok}"`)
+      if (!Object.hasOwn(FUNCS, tok) && tok !== 'include') throw new TemplateError(`${this.file}: unsupported function "${tok}"`)
       return { t: 'fn', name: tok }
     }
     throw new TemplateError(`${this.file}: unexpected "${tok}"`)
@@ -287,7 +287,7 @@ const FUNCS: Record<string, (...a: unknown[]) => unknown> = {
   and: (...a) => a.find((x) => isEmpty(x)) ?? a[a.length - 1],
   or: (...a) => a.find((x) => !isEmpty(x)) ?? a[a.length - 1],
   empty: (a) => isEmpty(a),
-  toString: (a) => printValue(a),
+  toString: (a: unknown) => printValue(a),
 }
 
 interface Scope {
@@ -382,14 +382,15 @@ export class Renderer {
   }
 
   #cmd(cmd: Term[], s: Scope, piped: unknown[]): unknown {
-    const [head, ...args] = cmd
-    if (head!.t === 'fn') {
+    const head = cmd[0]!
+    const args = cmd.slice(1)
+    if (head.t === 'fn') {
       const vals = [...args.map((a) => this.#term(a, s)), ...piped]
       if (head.name === 'include') return this.include(vals[0] as string, vals[1], s.root)
       return FUNCS[head.name]!(...vals)
     }
     if (args.length || piped.length) throw new TemplateError('only functions take arguments')
-    return this.#term(head!, s)
+    return this.#term(head, s)
   }
 
   #term(t: Term, s: Scope): unknown {

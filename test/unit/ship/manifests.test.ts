@@ -104,7 +104,7 @@ describe('chart', () => {
   it('renders the Redis URL and client secrets as secretKeyRefs, never into the ConfigMap', () => {
     const { manifests } = chart.render([example('ingress')])
     const env = warden(pods(manifests)[0]!)!.env as Obj[]
-    expect(env.find((e) => e.name === 'MCP_WARDEN_REDIS_URL').valueFrom.secretKeyRef).toEqual({ name: 'mcp-warden-redis', key: 'redis-url' })
+    expect(env.find((e) => e.name === 'MCP_WARDEN_REDIS_URL')!.valueFrom.secretKeyRef).toEqual({ name: 'mcp-warden-redis', key: 'redis-url' })
     expect(gatewayYaml(manifests)).toMatch(/url:\n\s+fromEnv: MCP_WARDEN_REDIS_URL/)
     expect(manifests.filter((m) => m.kind === 'Secret')).toEqual([])
   })

@@ -13,7 +13,7 @@ async function exportedNames(): Promise<Set<string>> {
   for (const m of metrics) {
     names.add(m.name)
     // Histograms and summaries are scraped as _bucket/_sum/_count series.
-    if (m.type === 'histogram' || m.type === 'summary') for (const s of ['_bucket', '_sum', '_count']) names.add(m.name + s)
+    if (['histogram', 'summary'].includes(String(m.type))) for (const s of ['_bucket', '_sum', '_count']) names.add(m.name + s)
   }
   return names
 }
