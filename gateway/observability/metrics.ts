@@ -8,7 +8,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
  */
 export function createMetrics() {
   const registry = new Registry()
-  collectDefaultMetrics({ register: registry, prefix: 'mcp_warden_process_' })
+  // Defaults come out as mcp_warden_process_* and mcp_warden_nodejs_*.
+  collectDefaultMetrics({ register: registry, prefix: 'mcp_warden_' })
   const m = {
     registry,
     requests: new Counter({
