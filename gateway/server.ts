@@ -23,6 +23,7 @@ import { checkMcpRequest, registerJsonBodyParser, registerResourceMetadata } fro
 import { buildAdminServer, type ReadinessCheck } from './observability/admin.js'
 import { auditRecord } from './observability/audit.js'
 import { createMetrics, type Metrics } from './observability/metrics.js'
+import { Bridge } from './bridge/bridge.js'
 import { registerRouteProxy } from './proxy/plugin.js'
 import { SessionRegistry } from './session/binding.js'
 import { checkSessionHook, observeSessions } from './session/plugin.js'
@@ -47,6 +48,8 @@ export interface Gateway {
   logger: Logger
   /** Extra readiness checks registered by later stages. */
   readiness: ReadinessCheck[]
+  /** Bridges serving the routes whose upstream is stdio or legacy SSE, by route name. */
+  bridges: ReadonlyMap<string, Bridge>
   start(): Promise<{ url: string; adminUrl: string }>
   close(): Promise<void>
 }
@@ -103,12 +106,20 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
   const sessions = new SessionRegistry(store, config.sessions.ttlMs)
   const checkSession = checkSessionHook(sessions)
   const sessionObserver = observeSessions(sessions)
+  const bridges = new Map<string, Bridge>()
   for (const route of config.routes) {
+    let target
+    if (route.upstream.kind !== 'http') {
+      const bridge = new Bridge(route, logger, { onRestart: () => metrics.bridgeRestarts.inc({ route: route.name }), onSessions: (n) => metrics.bridgeSessions.set({ route: route.name }, n) })
+      bridges.set(route.name, bridge)
+      target = await bridge.listen()
+    }
     await registerRouteProxy(
       app,
       route,
       { onRequest: [authenticate], preHandler: [checkMcpRequest, checkSession, ...(deps.stages?.(route) ?? [])], onUpstreamResponse: [sessionObserver] },
       metrics,
+      target,
     )
   }
 
@@ -135,6 +146,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     metrics,
     logger,
     readiness,
+    bridges,
     async start() {
       await validator.init()
       const url = await app.listen({ host: config.server.listen.host, port: config.server.listen.port })
@@ -150,6 +162,8 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
       await app.close()
       clearTimeout(force)
       await admin.close()
+      // No child process outlives the gateway.
+      await Promise.allSettled([...bridges.values()].map((b) => b.close()))
       await store.close()
     },
   }
