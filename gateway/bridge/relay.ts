@@ -77,6 +77,7 @@ export class Channel {
   #init: { params: unknown; result: unknown } | undefined
   #initializing: Promise<JSONRPCMessage | undefined> | undefined
   #initializedSent = false
+  #closing: Promise<void> | undefined
 
   constructor(options: ChannelOptions) {
     this.#o = options
@@ -158,8 +159,13 @@ export class Channel {
     await this.#sendUp(m).catch(() => undefined)
   }
 
-  async close(): Promise<void> {
-    if (this.#state === 'closed') return
+  /** Stops the connection; every caller waits until the process has exited. */
+  close(): Promise<void> {
+    this.#closing ??= this.#close()
+    return this.#closing
+  }
+
+  async #close(): Promise<void> {
     this.#state = 'closed'
     clearTimeout(this.#timer)
     const link = this.#link
