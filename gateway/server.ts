@@ -23,7 +23,7 @@ import { checkMcpRequest, registerJsonBodyParser, registerResourceMetadata } fro
 import { buildAdminServer, type ReadinessCheck } from './observability/admin.js'
 import { auditRecord } from './observability/audit.js'
 import { createMetrics, type Metrics } from './observability/metrics.js'
-import { Bridge } from './bridge/bridge.js'
+import type { Bridge } from './bridge/bridge.js'
 import { registerRouteProxy } from './proxy/plugin.js'
 import { SessionRegistry } from './session/binding.js'
 import { checkSessionHook, observeSessions } from './session/plugin.js'
@@ -110,6 +110,8 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
   for (const route of config.routes) {
     let target
     if (route.upstream.kind !== 'http') {
+      // Loaded only when a route needs it: deployments of plain HTTP upstreams never load the SDK.
+      const { Bridge } = await import('./bridge/bridge.js')
       const bridge = new Bridge(route, logger, { onRestart: () => metrics.bridgeRestarts.inc({ route: route.name }), onSessions: (n) => metrics.bridgeSessions.set({ route: route.name }, n) })
       bridges.set(route.name, bridge)
       target = await bridge.listen()
