@@ -50,7 +50,7 @@ const text = (value: string) => ({ content: [{ type: 'text' as const, text: valu
 
 const IDENTITY_HEADER = /^(authorization|cookie|forwarded|x-.*)$/;
 
-function buildServer(name: string): McpServer {
+export function buildServer(name: string): McpServer {
   const server = new McpServer({ name, version: '1.0.0' }, { capabilities: { logging: {} } });
 
   server.registerTool(

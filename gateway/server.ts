@@ -26,6 +26,7 @@ import { checkMcpRequest, registerJsonBodyParser, registerResourceMetadata } fro
 import { buildAdminServer, type ReadinessCheck } from './observability/admin.js'
 import { auditRecord } from './observability/audit.js'
 import { createMetrics, type Metrics } from './observability/metrics.js'
+import type { Bridge } from './bridge/bridge.js'
 import { registerRouteProxy } from './proxy/plugin.js'
 import { SessionRegistry } from './session/binding.js'
 import { checkSessionHook, observeSessions } from './session/plugin.js'
@@ -50,6 +51,8 @@ export interface Gateway {
   logger: Logger
   /** Extra readiness checks registered by later stages. */
   readiness: ReadinessCheck[]
+  /** Bridges serving the routes whose upstream is stdio or legacy SSE, by route name. */
+  bridges: ReadonlyMap<string, Bridge>
   start(): Promise<{ url: string; adminUrl: string }>
   close(): Promise<void>
 }
@@ -119,9 +122,23 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     publicUrl: config.server.publicUrl,
     ...(deps.now ? { now: deps.now } : {}),
   })
+  const bridges = new Map<string, Bridge>()
   for (const route of config.routes) {
-    const preHandler = [checkMcpRequest, checkSession, ...(deps.stages?.(route) ?? []), ...credentialStage(broker, route)]
-    await registerRouteProxy(app, route, { onRequest: [authenticate], preHandler, onUpstreamResponse: [sessionObserver] }, metrics)
+    let target
+    if (route.upstream.kind !== 'http') {
+      // Loaded only when a route needs it: deployments of plain HTTP upstreams never load the SDK.
+      const { Bridge } = await import('./bridge/bridge.js')
+      const bridge = new Bridge(route, logger, { onRestart: () => metrics.bridgeRestarts.inc({ route: route.name }), onSessions: (n) => metrics.bridgeSessions.set({ route: route.name }, n) })
+      bridges.set(route.name, bridge)
+      target = await bridge.listen()
+    }
+    await registerRouteProxy(
+      app,
+      route,
+      { onRequest: [authenticate], preHandler: [checkMcpRequest, checkSession, ...(deps.stages?.(route) ?? []), ...credentialStage(broker, route)], onUpstreamResponse: [sessionObserver] },
+      metrics,
+      target,
+    )
   }
 
   const readiness: ReadinessCheck[] = []
@@ -148,6 +165,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     metrics,
     logger,
     readiness,
+    bridges,
     async start() {
       await validator.init()
       const url = await app.listen({ host: config.server.listen.host, port: config.server.listen.port })
@@ -163,6 +181,8 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
       await app.close()
       clearTimeout(force)
       await admin.close()
+      // No child process outlives the gateway.
+      await Promise.allSettled([...bridges.values()].map((b) => b.close()))
       await store.close()
     },
   }

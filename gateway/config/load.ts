@@ -58,7 +58,7 @@ export interface RuntimeOAuthClient {
 export interface RuntimeRoute {
   readonly name: string
   readonly path: string
-  readonly upstream: { readonly url: string; readonly timeoutMs: number; readonly idleTimeoutMs: number; readonly connections: number }
+  readonly upstream: RuntimeUpstream
   /** Canonical resource identifier (RFC 8707 / RFC 9728 `resource`). */
   readonly resource: string
   readonly resourceName: string
@@ -74,6 +74,33 @@ export interface RuntimeRoute {
   readonly streams: { readonly maxDurationMs: number; readonly maxPerCaller: number }
   /** How the upstream credential is obtained; undefined = the upstream receives none. */
   readonly credentials: RuntimeCredentials | undefined
+}
+
+/**
+ * Where a route's MCP server is. `http` is proxied directly; `sse` and `stdio` are served by an
+ * in-process bridge (gateway/bridge/) that speaks Streamable HTTP toward the proxy.
+ */
+export interface RuntimeUpstream {
+  readonly kind: 'http' | 'sse' | 'stdio'
+  /** The Streamable HTTP URL (http), the legacy SSE endpoint (sse), or `stdio://<route>` (stdio, not a network address). */
+  readonly url: string
+  readonly timeoutMs: number
+  readonly idleTimeoutMs: number
+  readonly connections: number
+  readonly stdio: RuntimeStdio | undefined
+  /** Bridged kinds only. */
+  readonly maxSessions: number
+  readonly sessionIdleMs: number
+}
+
+export interface RuntimeStdio {
+  readonly command: string
+  readonly args: readonly string[]
+  readonly env: ReadonlyMap<string, Secret>
+  readonly cwd: string | undefined
+  readonly mode: 'per-session' | 'shared'
+  readonly backoffMs: number
+  readonly maxBackoffMs: number
 }
 
 export interface RuntimeConfig {
@@ -167,7 +194,7 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
       problems.push(problemAt(src, at('scopesSupported'), 'offline_access should not be advertised (MCP scope minimisation)', 'warning'))
     }
     const credentials = normalizeCredentials(r.credentials, { src, at: at('credentials'), routeIssuers: r.issuers, issuers: input.issuers, baseDir, env, problems })
-    const route = { ...normalizeRoute(src, r, i, origin, problems), credentials }
+    const route = { ...normalizeRoute(src, r, i, origin, baseDir, env, problems, warnings), credentials }
     if (seenMetadata.has(route.metadataPath) && !dupPath) problems.push(problemAt(src, at('resource'), 'two routes share one resource identifier'))
     seenMetadata.set(route.metadataPath, i)
     routes.push(route)
@@ -311,7 +338,43 @@ function encryptionKey(src: YamlSource, source: SecretSourceInput | undefined, b
   return new Secret(key.toString('base64'))
 }
 
-function normalizeRoute(src: YamlSource, r: RouteInput, i: number, origin: string, problems: ConfigProblem[]): Omit<RuntimeRoute, 'credentials'> {
+function normalizeUpstream(src: YamlSource, r: RouteInput, i: number, baseDir: string, env: NodeJS.ProcessEnv, problems: ConfigProblem[], warnings: string[]): RuntimeUpstream {
+  const u = r.upstream
+  const at = (...p: string[]) => ['routes', i, 'upstream', ...p]
+  const given = (['url', 'sse', 'stdio'] as const).filter((k) => u[k] !== undefined)
+  if (given.length !== 1) problems.push(problemAt(src, at(), `set exactly one of url, sse, stdio (found ${given.length === 0 ? 'none' : given.join(', ')})`))
+  const kind = u.stdio ? 'stdio' : u.sse ? 'sse' : 'http'
+  if (kind === 'http' && (u.maxSessions !== undefined || u.sessionIdle !== undefined)) {
+    problems.push(problemAt(src, at(u.maxSessions !== undefined ? 'maxSessions' : 'sessionIdle'), 'maxSessions and sessionIdle apply to sse and stdio upstreams only'))
+  }
+  let stdio: RuntimeStdio | undefined
+  if (u.stdio) {
+    const s = u.stdio
+    const vars = new Map<string, Secret>()
+    for (const [name, value] of Object.entries(s.env)) {
+      const r = resolveSecret(typeof value === 'string' ? { value } : value, baseDir, env)
+      if (!r.ok) problems.push(problemAt(src, at('stdio', 'env', name), r.message))
+      else vars.set(name, r.secret)
+    }
+    const backoffMs = parseDuration(s.restart.backoff)
+    const maxBackoffMs = parseDuration(s.restart.maxBackoff)
+    if (backoffMs > maxBackoffMs) problems.push(problemAt(src, at('stdio', 'restart', 'backoff'), 'backoff must not exceed maxBackoff'))
+    if (s.mode === 'shared') warnings.push(`route ${r.name}: one stdio process serves every caller (mode: shared); the program must not keep per-caller state`)
+    stdio = { command: s.command, args: s.args, env: vars, cwd: s.cwd === undefined ? undefined : resolve(baseDir, s.cwd), mode: s.mode, backoffMs, maxBackoffMs }
+  }
+  return {
+    kind,
+    url: u.url ?? u.sse ?? `stdio://${r.name}`,
+    timeoutMs: parseDuration(u.timeout),
+    idleTimeoutMs: parseDuration(u.idleTimeout),
+    connections: u.connections,
+    stdio,
+    maxSessions: u.maxSessions ?? 64,
+    sessionIdleMs: parseDuration(u.sessionIdle ?? '30m'),
+  }
+}
+
+function normalizeRoute(src: YamlSource, r: RouteInput, i: number, origin: string, baseDir: string, env: NodeJS.ProcessEnv, problems: ConfigProblem[], warnings: string[]): Omit<RuntimeRoute, 'credentials'> {
   const resource = r.resource ?? `${origin}${r.path}`
   let metadataPath = `${PRM_WELL_KNOWN}${r.path}`
   try {
@@ -326,12 +389,7 @@ function normalizeRoute(src: YamlSource, r: RouteInput, i: number, origin: strin
   return {
     name: r.name,
     path: r.path,
-    upstream: {
-      url: r.upstream.url,
-      timeoutMs: parseDuration(r.upstream.timeout),
-      idleTimeoutMs: parseDuration(r.upstream.idleTimeout),
-      connections: r.upstream.connections,
-    },
+    upstream: normalizeUpstream(src, r, i, baseDir, env, problems, warnings),
     resource,
     resourceName: r.resourceName ?? `MCP server ${r.name}`,
     metadataUrl: `${origin}${metadataPath}`,

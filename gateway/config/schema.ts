@@ -193,6 +193,31 @@ export const CredentialsSchema = Type.Object(
   { ...Strict, description: 'How mcp-warden obtains the credential it presents to this upstream. Without it the upstream receives no credential at all.' },
 )
 
+/** A local MCP server program that speaks stdio, run by the gateway (docs/transports.md). */
+const StdioUpstream = Type.Object(
+  {
+    command: Type.String({ minLength: 1, description: 'Program to run (no shell). Resolved on PATH.' }),
+    args: Type.Array(Type.String(), { default: [], description: 'Arguments. Put secrets in env, never here (arguments are logged and visible in ps).' }),
+    env: Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.Union([Type.String(), SecretSource]), {
+      default: {},
+      description: 'Environment of the program, on top of a minimal inherited set (PATH, HOME, USER, LOGNAME, SHELL, TERM). Values may be secret references (fromEnv/fromFile), so the agent never sees them.',
+    }),
+    cwd: Type.Optional(Type.String({ minLength: 1, description: 'Working directory, relative to the config file. Default: the gateway working directory.' })),
+    mode: Type.Union([Type.Literal('per-session'), Type.Literal('shared')], {
+      default: 'per-session',
+      description: 'per-session (default): one process per MCP session, stopped when the session ends. shared: one process for every session of the route (requests are multiplexed; server-initiated requests are refused).',
+    }),
+    restart: Type.Object(
+      {
+        backoff: Type.String({ ...Duration, default: '500ms', description: 'First delay before restarting a process that died; doubles on each crash in a row. Default 500ms.' }),
+        maxBackoff: Type.String({ ...Duration, default: '30s', description: 'Largest restart delay. Default 30s.' }),
+      },
+      { ...Strict, default: {} },
+    ),
+  },
+  { ...Strict, description: 'Run an MCP server that speaks stdio as a child process and expose it over Streamable HTTP behind the same auth and policy.' },
+)
+
 export const RouteSchema = Type.Object(
   {
     name: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$', description: 'Route name, used in metrics, logs and policies.' }),
@@ -202,7 +227,11 @@ export const RouteSchema = Type.Object(
     }),
     upstream: Type.Object(
       {
-        url: HttpUrl,
+        url: Type.Optional(Type.String({ ...HttpUrl, description: 'Streamable HTTP MCP endpoint of the upstream. Exactly one of url, sse, stdio.' })),
+        sse: Type.Optional(Type.String({ ...HttpUrl, description: 'SSE endpoint of a legacy (2024-11-05) HTTP+SSE upstream; clients still speak Streamable HTTP to the gateway. Exactly one of url, sse, stdio.' })),
+        stdio: Type.Optional(StdioUpstream),
+        maxSessions: Type.Optional(Type.Integer({ minimum: 1, description: 'sse and stdio only: most bridged sessions open at once; further initialize requests get 503. Default 64.' })),
+        sessionIdle: Type.Optional(Type.String({ ...Duration, description: 'sse and stdio only: a bridged session without traffic for this long is closed (and its process stopped). Default 30m.' })),
         timeout: Type.String({ ...Duration, default: '60s', description: 'Time to wait for the upstream response headers. 504 after. Default 60s.' }),
         idleTimeout: Type.String({ ...Duration, default: '5m', description: 'Maximum silence on a streaming response before it is cut. Default 5m.' }),
         connections: Type.Integer({ minimum: 1, default: 64, description: 'Pooled connections to this upstream. Default 64.' }),

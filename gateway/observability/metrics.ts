@@ -73,6 +73,18 @@ export function createMetrics() {
       labelNames: ['issuer', 'layer'] as const,
       registers: [registry],
     }),
+    bridgeSessions: new Gauge({
+      name: 'mcp_warden_bridge_sessions',
+      help: 'Open sessions of a stdio or legacy-SSE bridge, by route (per-session stdio: one process each).',
+      labelNames: ['route'] as const,
+      registers: [registry],
+    }),
+    bridgeRestarts: new Counter({
+      name: 'mcp_warden_bridge_restarts_total',
+      help: 'Upstream processes or legacy SSE connections that died and were restarted, by route.',
+      labelNames: ['route'] as const,
+      registers: [registry],
+    }),
     redisUp: new Gauge({
       name: 'mcp_warden_redis_up',
       help: '1 when the shared Redis answers, 0 when the gateway is serving from memory only.',

@@ -47,8 +47,15 @@ function filterQuery(search: string | undefined, reqUrl: string): string {
   return upstream.toString()
 }
 
-export async function registerRouteProxy(app: FastifyInstance, route: RuntimeRoute, stages: RouteStages, metrics: Metrics): Promise<void> {
-  const upstream = new URL(route.upstream.url)
+/** Where requests go when that is not the route's own URL (a bridge), and headers it requires. */
+export interface ProxyTarget {
+  url: string
+  headers: Record<string, string>
+}
+
+export async function registerRouteProxy(app: FastifyInstance, route: RuntimeRoute, stages: RouteStages, metrics: Metrics, target?: ProxyTarget): Promise<void> {
+  const upstream = new URL(target?.url ?? route.upstream.url)
+  const targetHeaders = target?.headers ?? {}
   const streams = new StreamCounter()
   await app.register(async (scope) => {
     await scope.register(replyFrom, {
@@ -87,7 +94,7 @@ export async function registerRouteProxy(app: FastifyInstance, route: RuntimeRou
           if (!streams.acquire(key, route.streams.maxPerCaller)) throw new GatewayError('GW_HTTP_TOO_MANY_STREAMS', { retryAfter: 5 })
           reply.raw.once('close', () => streams.release(key))
         }
-        return forward(request, reply, route, upstream, metrics, stages.onUpstreamResponse)
+        return forward(request, reply, route, upstream, targetHeaders, metrics, stages.onUpstreamResponse)
       },
     })
 
@@ -122,7 +129,7 @@ export async function registerRouteProxy(app: FastifyInstance, route: RuntimeRou
   })
 }
 
-function forward(request: FastifyRequest, reply: FastifyReply, route: RuntimeRoute, upstream: URL, metrics: Metrics, observers: UpstreamResponseObserver[]): FastifyReply {
+function forward(request: FastifyRequest, reply: FastifyReply, route: RuntimeRoute, upstream: URL, targetHeaders: Record<string, string>, metrics: Metrics, observers: UpstreamResponseObserver[]): FastifyReply {
   const mcp = request.gw.mcp
   const hasBody = request.method === 'POST' && mcp !== undefined
   return reply.from(upstream.pathname, {
@@ -138,6 +145,7 @@ function forward(request: FastifyRequest, reply: FastifyReply, route: RuntimeRou
       }),
       ...(hasBody ? { 'content-type': 'application/json', 'content-length': String(mcp.raw.length) } : {}),
       ...request.gw.upstreamHeaders,
+      ...targetHeaders,
     }),
     rewriteHeaders: (headers) => clientResponseHeaders(headers, request.id) as IncomingHttpHeaders,
     onResponse: (_req, rep, raw) => {

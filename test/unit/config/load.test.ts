@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { loadConfigText } from '../../../gateway/config/load.js'
-import { ConfigError, type ConfigProblem } from '../../../gateway/errors.js'
+import { configProblems } from '../../helpers/config.js'
 
 const VALID = `server:
   publicUrl: https://gw.example.com
@@ -17,15 +17,7 @@ routes:
     issuers: [corp]
 `
 
-const problems = (text: string, env: NodeJS.ProcessEnv = {}): ConfigProblem[] => {
-  try {
-    loadConfigText('gw.yaml', text, { env })
-  } catch (e) {
-    if (e instanceof ConfigError) return e.problems.filter((p) => p.severity === 'error')
-    throw e
-  }
-  return []
-}
+const problems = configProblems
 
 describe('config/load', () => {
   it('valid / defaults are applied and the result is frozen', () => {
