@@ -4,7 +4,7 @@
  *
  *   onRequest   host check → route lookup → origin check → authenticate (principal or 401)
  *   body        raw JSON bytes (UTF-8 only)
- *   preHandler  MCP checks + strict parse → [decide] → [downstream credential]
+ *   preHandler  MCP checks + strict parse → decide (policy/, when configured) → [downstream credential]
  *   handler     proxy to the upstream (JSON or SSE streamed)
  *   onResponse  audit line + metrics
  */
@@ -23,6 +23,8 @@ import { checkMcpRequest, registerJsonBodyParser, registerResourceMetadata } fro
 import { buildAdminServer, type ReadinessCheck } from './observability/admin.js'
 import { auditRecord } from './observability/audit.js'
 import { createMetrics, type Metrics } from './observability/metrics.js'
+import type { PolicyEngine } from './policy/engine.js'
+import { createPolicyEngine, policyStage } from './policy/plugin.js'
 import { registerRouteProxy } from './proxy/plugin.js'
 
 export interface GatewayDeps {
@@ -43,6 +45,8 @@ export interface Gateway {
   store: SharedStore
   metrics: Metrics
   logger: Logger
+  /** The policy set in force and its reloads; undefined without a `policies:` section. */
+  policies: PolicyEngine | undefined
   /** Extra readiness checks registered by later stages. */
   readiness: ReadinessCheck[]
   start(): Promise<{ url: string; adminUrl: string }>
@@ -98,8 +102,10 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
   registerJsonBodyParser(app)
   registerResourceMetadata(app, config)
   const authenticate = authenticateHook(validator, metrics)
+  const policies = createPolicyEngine(config, logger, metrics)
+  const decide = policies ? [policyStage(policies, metrics, { rawArguments: config.policies!.rawArguments, ...(deps.now ? { now: deps.now } : {}) })] : []
   for (const route of config.routes) {
-    await registerRouteProxy(app, route, { onRequest: [authenticate], preHandler: [checkMcpRequest, ...(deps.stages?.(route) ?? [])] }, metrics)
+    await registerRouteProxy(app, route, { onRequest: [authenticate], preHandler: [checkMcpRequest, ...decide, ...(deps.stages?.(route) ?? [])] }, metrics)
   }
 
   const readiness: ReadinessCheck[] = []
@@ -124,9 +130,11 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     store,
     metrics,
     logger,
+    policies,
     readiness,
     async start() {
       await validator.init()
+      if (config.policies?.watch) policies?.watch()
       const url = await app.listen({ host: config.server.listen.host, port: config.server.listen.port })
       const adminUrl = await admin.listen({ host: config.admin.listen.host, port: config.admin.listen.port })
       logger.info({ event: 'gateway.started', url, adminUrl, routes: config.routes.map((r) => ({ name: r.name, path: r.path, resource: r.resource })) }, 'mcp-warden listening')
@@ -134,6 +142,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     },
     async close() {
       draining = true
+      policies?.close()
       // In-flight requests, SSE streams included, get the grace period; then the rest are cut.
       const force = setTimeout(() => app.server.closeAllConnections(), config.server.shutdownGraceMs)
       force.unref()

@@ -11,7 +11,9 @@ import type { RuntimeRoute } from '../config/load.js'
 import { sendError } from '../error-handler.js'
 import { GatewayError } from '../errors.js'
 import type { Metrics } from '../observability/metrics.js'
+import { pipeline } from 'node:stream'
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js'
+import { rewriteJsonBody, sseRewriter } from './response-transform.js'
 
 export interface RouteStages {
   onRequest: onRequestHookHandler[]
@@ -138,6 +140,22 @@ function forward(request: FastifyRequest, reply: FastifyReply, route: RuntimeRou
         return
       }
       const ct = String(res.headers['content-type'] ?? '')
+      const fail = (detail: string) => {
+        res.stream.destroy()
+        for (const h of Object.keys(rep.getHeaders())) rep.removeHeader(h)
+        sendError(req, rep as FastifyReply, new GatewayError('GW_UPSTREAM_INVALID_RESPONSE', { detail }))
+      }
+      // Only responses a later stage must rewrite (discovery filtering) leave the straight pipe.
+      const transform = status === 200 ? request.gw.transformResponse : undefined
+      if (transform && ct.startsWith('application/json')) {
+        rep.removeHeader('content-length')
+        rewriteJsonBody(res.stream, transform).then(
+          (body) => rep.send(body),
+          () => fail('unparseable JSON response to rewrite'),
+        )
+        return
+      }
+      if (transform && !ct.startsWith('text/event-stream')) return fail(`cannot rewrite a ${ct || 'typeless'} response`)
       if (ct.startsWith('text/event-stream')) {
         request.gw.streaming = true
         metrics.activeStreams.inc({ route: route.name })
@@ -156,7 +174,7 @@ function forward(request: FastifyRequest, reply: FastifyReply, route: RuntimeRou
           if (!res.stream.destroyed) res.stream.destroy()
         })
       }
-      rep.send(res.stream)
+      rep.send(transform ? pipeline(res.stream, sseRewriter(transform), () => undefined) : res.stream)
     },
     onError: (rep, { error }) => {
       const e = error as { statusCode?: number; code?: string }
