@@ -180,7 +180,7 @@ function compileRule(src: YamlSource, doc: PolicyDocument, rule: RuleInput, i: n
       try {
         regex = new RegExp(`^(?:${m.regex})$`, 'u')
       } catch (e) {
-        err(at('arguments', key, 'regex'), `invalid regular expression: ${(e as Error).message}`)
+        err(at('arguments', key, 'regex'), `invalid regular expression (${(e as Error).message.replace(/^Invalid regular expression: \/.*\/[a-z]*: /, '')})`)
       }
     }
     const lo = m.gte ?? m.gt

@@ -86,7 +86,7 @@ export function formatSuiteRun(run: SuiteRun): string {
       suite = r.suite
       lines.push(`\n${r.suite} (${r.file})`)
     }
-    const got = `${r.actual.effect} by ${ruleName(r.actual)}${r.actual.shadow ? `, shadow ${r.actual.shadow.effect}` : ''}`
+    const got = `${r.actual.effect} by ${ruleName(r.actual)}${r.actual.shadow && r.actual.shadow.effect !== r.actual.effect ? `, shadow would ${r.actual.shadow.effect}` : ''}`
     const want = `${r.expected.effect}${r.expected.rule ? ` by ${r.expected.rule}` : ''}${r.expected.shadow ? `, shadow ${r.expected.shadow}` : ''}`
     lines.push(r.pass ? `  ok    ${r.principal} → ${r.request}: ${got}` : `  FAIL  ${r.principal} → ${r.request}: expected ${want}, got ${got}`)
   }
