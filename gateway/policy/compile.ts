@@ -204,9 +204,10 @@ function compileRule(src: YamlSource, doc: PolicyDocument, rule: RuleInput, i: n
   }
   for (const a of args) {
     checks.push((input, effect) => {
-      // While listing, arguments are unknown: allow rules stay possible, deny rules do not fire,
-      // so a tool is listed when some call of it could be allowed.
-      if (input.listing) return effect === 'deny' ? `argument ${a.key} unknown while listing` : undefined
+      // While listing, arguments are unknown: allow rules (and require-scopes rules the caller
+      // satisfies, see evaluate.ts) stay possible, the others do not fire, so a tool is listed
+      // when some call of it could be allowed.
+      if (input.listing) return effect === 'allow' || effect === 'require-scopes' ? undefined : `argument ${a.key} unknown while listing`
       const r = a.test(input.arguments)
       if (r.result === 'yes') return undefined
       // A value of the wrong type cannot slip past a deny by being a string (fail closed).

@@ -21,6 +21,8 @@ export interface StackOptions {
   issuerExtra?: string
   /** Extra YAML appended to each route. */
   routeExtra?: string
+  /** Extra top-level YAML (e.g. a `policies:` section). */
+  extra?: string
   /** Replace the generated YAML entirely. */
   yaml?: (ctx: { publicUrl: string; port: number; adminPort: number; issuer: string; alpha: string; beta: string; redisUrl?: string }) => string
   deps?: Partial<GatewayDeps>
@@ -74,7 +76,7 @@ ${indent(o.routeExtra, 4)}  - name: beta
     upstream: { url: ${beta.url}, timeout: 5s }
     issuers: [demo]
     scopesSupported: [tools.read]
-${indent(o.routeExtra, 4)}${redis ? `cache:\n  redis: { url: ${redis.url} }\n` : ''}logging: { level: info }
+${indent(o.routeExtra, 4)}${o.extra ? `${o.extra.trim()}\n` : ''}${redis ? `cache:\n  redis: { url: ${redis.url} }\n` : ''}logging: { level: info }
 `
   const { config } = loadConfigText('test-gateway.yaml', yaml)
   const logs: string[] = []
