@@ -8,7 +8,8 @@ import { join } from 'node:path'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import type { OAuthClientProvider } from '@modelcontextprotocol/sdk/client/auth.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
-import { McpError, type OAuthClientInformationMixed, type OAuthTokens } from '@modelcontextprotocol/sdk/types.js'
+import type { OAuthClientInformationMixed, OAuthTokens } from '@modelcontextprotocol/sdk/shared/auth.js'
+import { McpError } from '@modelcontextprotocol/sdk/types.js'
 import * as jose from 'jose'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { AGENT_CLIENT_ID, AGENT_REDIRECT_URI, followAuthorizationRedirects } from '../../demo/authorization-server.js'
@@ -177,7 +178,7 @@ describe('policy: discovery and calls through the SDK', () => {
     expect(jose.decodeJwt(tokens!.access_token).scope).toBe('tools.read')
 
     // The large transfer: 403 insufficient_scope → the SDK re-authorizes with the challenge scope.
-    callback = undefined
+    callback = undefined as URL | undefined
     await expect(client.callTool({ name: 'transfer_funds', arguments: { amount: 5000, to: 'bob' } })).rejects.toThrow(/Unauthorized/)
     expect(callback?.searchParams.get('error'), callback?.href).toBeNull()
     await transport.finishAuth(callback!.searchParams.get('code')!)
