@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -67,5 +67,25 @@ expect: [{ principal: anon, request: search, effect: allow }]
     expect(r.out).toContain('decision  deny (no-rule-matched)')
     expect(r.out).toMatch(/✗ p\/ping \[allow\] .*p\.yaml:6 {2}no: method tools\/call is not in \[ping\]/)
     expect(r.out).toMatch(/✗ p\/search \[allow\] .*no: scopes: missing read \(allOf\)/)
+  })
+})
+
+describe('mcp-warden check (policies)', () => {
+  const gatewayYaml = (policyDir: string) => `server: { publicUrl: "http://127.0.0.1:8080", listen: { port: 8080 } }
+admin: { listen: { port: 9090 } }
+issuers: { corp: { issuer: "https://as.example.com", jwksUri: "https://as.example.com/jwks" } }
+routes:
+  - { name: r, path: /mcp/r, upstream: { url: "http://127.0.0.1:9000/mcp" }, issuers: [corp] }
+policies: { dir: ${policyDir} }
+`
+  it('check / policies are compiled against the config: an unknown route is an error with its position', async () => {
+    const { checkPolicies } = await import('../../../gateway/policy/cli.js')
+    const d = mkdtempSync(join(tmpdir(), 'mcpw-check-'))
+    mkdirSync(join(d, 'policies'))
+    writeFileSync(join(d, 'gateway.yaml'), gatewayYaml('./policies'))
+    writeFileSync(join(d, 'policies', 'p.yaml'), POLICY)
+    expect(checkPolicies(join(d, 'gateway.yaml')).warnings).toEqual([])
+    writeFileSync(join(d, 'policies', 'p.yaml'), POLICY.replace('routes: [r]', 'routes: [r, nope]'))
+    expect(() => checkPolicies(join(d, 'gateway.yaml'))).toThrow(/p\.yaml:4:13 {2}routes\[1\]: unknown route "nope" \(known: r\)/)
   })
 })
