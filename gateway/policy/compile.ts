@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto'
 import type { ConfigProblem } from '../errors.js'
 import { problemAt, type YamlSource } from '../config/yaml-source.js'
-import { argMatcher, claimValues, covers, localTime, minutesOf, nameMatcher, parseArgPath, type ArgMatcher, type NameMatcher } from './matchers.js'
+import { argMatcher, canonicalResourceUri, claimValues, covers, localTime, minutesOf, nameMatcher, parseArgPath, type ArgMatcher, type NameMatcher } from './matchers.js'
 import type { EffectName, PolicyDocument, RuleInput, WhenInput } from './schema.js'
 
 /** What the caller looks like to a policy; auth's Principal satisfies it. */
@@ -148,7 +148,17 @@ function compileRule(src: YamlSource, doc: PolicyDocument, rule: RuleInput, i: n
   const targets = (['tools', 'prompts', 'resources'] as const).filter((k) => rule[k] !== undefined)
   if (targets.length > 1) err(at(targets[1]!), `a rule names one kind of target; this one has ${targets.join(' and ')} (split it into two rules)`)
   const kind: TargetKind | undefined = targets[0] === 'tools' ? 'tool' : targets[0] === 'prompts' ? 'prompt' : targets[0] === 'resources' ? 'resource' : undefined
-  const target = kind ? { kind, names: nameMatcher(rule[targets[0]!]!) } : undefined
+  let entries = kind ? rule[targets[0]!]! : []
+  if (kind === 'resource') {
+    // Rules compare against canonical URIs (scheme and authority lower-cased), like requests.
+    entries = entries.map((e, j) => {
+      if (e === '*') return e
+      const c = canonicalResourceUri(e)
+      if (c === undefined) err(at('resources', j), 'a resource pattern must be an absolute URI without dot segments or percent-encoded . / \\')
+      return c ?? e
+    })
+  }
+  const target = kind ? { kind, names: nameMatcher(entries) } : undefined
   const methods = rule.methods ? nameMatcher(rule.methods) : undefined
   if (target && methods && !TARGET_METHODS[target.kind].some((m) => methods.test(m))) {
     warn(at('methods'), `this rule can never match: ${targets[0]} are only named by ${TARGET_METHODS[target.kind].join(', ')}`)

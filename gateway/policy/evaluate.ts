@@ -13,7 +13,8 @@
  * Within one step the first rule in file-name then document order is the one reported.
  * Shadow rules take part in a second, logged-only evaluation with every rule enforced.
  */
-import type { CompiledRule, EvalInput, PolicyPrincipal, PolicySet } from './compile.js'
+import { TARGET_METHODS, type CompiledRule, type EvalInput, type PolicyPrincipal, type PolicySet } from './compile.js'
+import { canonicalResourceUri } from './matchers.js'
 import type { EffectName } from './schema.js'
 
 /** Closed set of decision reasons (audit and metrics labels). */
@@ -49,20 +50,32 @@ export interface DecisionInput {
   listing?: boolean
 }
 
+const RESOURCE_METHODS = new Set(TARGET_METHODS.resource)
+
 /** MCP 2025-11-25 Tools › Tool Names: the characters a tool name may use. */
 const TOOL_NAME = /^[A-Za-z0-9_.-]{1,128}$/
 
 export function evaluate(set: PolicySet, input: DecisionInput): Decision {
   const rules = set.rulesFor(input.route)
-  const ei: EvalInput = { method: input.method, name: input.name, arguments: input.arguments, principal: input.principal, now: input.now, listing: input.listing ?? false }
   if (rules.length === 0) return { effect: 'deny', policy: undefined, ruleId: undefined, reason: 'no-policy-for-route' }
-  if (input.method === 'tools/call' && input.name !== undefined && !TOOL_NAME.test(input.name)) {
-    return { effect: 'deny', policy: undefined, ruleId: undefined, reason: 'invalid-name' }
-  }
+  const ei = prepare(input)
+  if ('effect' in ei) return ei
   const enforced = decide(rules, ei, false)
   if (!rules.some((r) => r.shadow)) return enforced
   const all = decide(rules, ei, true)
   return { ...enforced, shadow: { effect: all.effect, policy: all.policy, ruleId: all.ruleId } }
+}
+
+/** The input rules see (canonical resource URI), or the refusal of a malformed name. */
+function prepare(input: DecisionInput): EvalInput | Decision {
+  const invalid: Decision = { effect: 'deny', policy: undefined, ruleId: undefined, reason: 'invalid-name' }
+  let name = input.name
+  if (input.method === 'tools/call' && name !== undefined && !TOOL_NAME.test(name)) return invalid
+  if (RESOURCE_METHODS.has(input.method) && name !== undefined) {
+    name = canonicalResourceUri(name)
+    if (name === undefined) return invalid
+  }
+  return { method: input.method, name, arguments: input.arguments, principal: input.principal, now: input.now, listing: input.listing ?? false }
 }
 
 /** Why a rule did not match, or undefined when it did. */
@@ -122,10 +135,10 @@ export function visible(set: PolicySet, route: string, kind: 'tool' | 'prompt' |
 
 /** For `policy explain`: each rule of the route and why it did or did not match. */
 export function explain(set: PolicySet, input: DecisionInput): { decision: Decision; rules: { rule: CompiledRule; matched: boolean; why: string | undefined }[] } {
-  const ei: EvalInput = { method: input.method, name: input.name, arguments: input.arguments, principal: input.principal, now: input.now, listing: input.listing ?? false }
   const decision = evaluate(set, input)
+  const ei = prepare(input)
   const rules = set.rulesFor(input.route).map((rule) => {
-    const why = whyNot(rule, ei)
+    const why = 'effect' in ei ? `the name is refused before any rule (${ei.reason})` : whyNot(rule, ei)
     return { rule, matched: why === undefined, why }
   })
   return { decision, rules }

@@ -142,3 +142,20 @@ export function claimValues(claims: Readonly<Record<string, unknown>>, name: str
   if (Array.isArray(cur)) return new Set(cur.filter((v): v is string => typeof v === 'string'))
   return new Set()
 }
+
+const URI_HEAD = /^([A-Za-z][A-Za-z0-9+.-]*:)(\/\/[^/?#]*)?/
+/** Dot segments, and percent-encoded `.`, `/` or `\`: forms that could step out of a prefix rule. */
+const URI_ESCAPES = /(^|\/)\.\.?(\/|$|[?#])|%2e|%2f|%5c|\\/i
+
+/**
+ * A resource URI as policies compare it (POL-07): scheme and authority lower-cased, the rest
+ * exact. URIs with dot segments or percent-encoded `.`, `/`, `\` are refused (undefined), so
+ * `file:///srv/docs/*` cannot be escaped with `../` or `%2e%2e`.
+ */
+export function canonicalResourceUri(uri: string): string | undefined {
+  const head = URI_HEAD.exec(uri)
+  if (!head) return undefined
+  const rest = uri.slice(head[0].length)
+  if (URI_ESCAPES.test(rest) || /%2e|%2f|%5c|\\/i.test(head[0])) return undefined
+  return head[0].toLowerCase() + rest
+}
