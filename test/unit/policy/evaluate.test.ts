@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { evaluate, visible, type DecisionInput } from '../../../gateway/policy/evaluate.js'
-import { compile, FIXTURE, principal } from './helpers.js'
+import { compile, FIXTURE, policyDoc, principal } from './helpers.js'
 
 const NOW = Date.parse('2026-01-05T12:00:00Z')
 const { set } = compile({ 'fixture.yaml': FIXTURE })
@@ -63,16 +63,11 @@ describe('policy/evaluate', () => {
 
   it('principal / act.sub only: nested actors are ignored (JWT-17, ATK-24)', () => {
     const { set: s } = compile({
-      'a.yaml': `apiVersion: mcp-warden/v1
-kind: Policy
-name: a
-routes: ['*']
-rules:
-  - id: bot
+      'a.yaml': policyDoc(`  - id: bot
     effect: allow
     methods: [ping]
     when: { actors: [bot] }
-`,
+`),
     })
     const p = (actor: string | undefined, claims = {}) => principal({ actor, claims })
     expect(evaluate(s, { route: 'alpha', method: 'ping', principal: p('bot'), now: NOW }).effect).toBe('allow')
@@ -82,12 +77,7 @@ rules:
 
   it('principal / subject, agent, issuer, userPresent, groups and nested roles claims', () => {
     const { set: s } = compile({
-      'a.yaml': `apiVersion: mcp-warden/v1
-kind: Policy
-name: a
-routes: ['*']
-rules:
-  - id: r
+      'a.yaml': policyDoc(`  - id: r
     effect: allow
     methods: [ping]
     when:
@@ -97,7 +87,7 @@ rules:
       userPresent: true
       groups: { anyOf: [eng] }
       roles: { allOf: [ops], noneOf: [intern] }
-`,
+`),
     })
     const ok = principal({ claims: { groups: ['eng'], realm_access: { roles: ['ops'] } } })
     const d = (p = ok) => evaluate(s, { route: 'alpha', method: 'ping', principal: p, now: NOW }).effect
@@ -113,16 +103,11 @@ rules:
 
   it('time / windows in a time zone, across midnight', () => {
     const { set: s } = compile({
-      'a.yaml': `apiVersion: mcp-warden/v1
-kind: Policy
-name: a
-routes: ['*']
-rules:
-  - id: night
+      'a.yaml': policyDoc(`  - id: night
     effect: allow
     methods: [ping]
     when: { time: { days: [mon], from: "22:00", to: "06:00", timezone: America/New_York } }
-`,
+`),
     })
     const at = (iso: string) => evaluate(s, { route: 'alpha', method: 'ping', principal: principal(), now: Date.parse(iso) }).effect
     expect(at('2026-01-06T03:30:00Z')).toBe('allow') // Mon 22:30 in New York
@@ -132,14 +117,9 @@ rules:
 
   it('shadow / a shadow deny is reported, not enforced', () => {
     const { set: s } = compile({
-      'a.yaml': `apiVersion: mcp-warden/v1
-kind: Policy
-name: a
-routes: ['*']
-rules:
-  - { id: allow-ping, effect: allow, methods: [ping] }
+      'a.yaml': policyDoc(`  - { id: allow-ping, effect: allow, methods: [ping] }
   - { id: new-deny, effect: deny, methods: [ping], mode: shadow }
-`,
+`),
     })
     const d = evaluate(s, { route: 'alpha', method: 'ping', principal: principal(), now: NOW })
     expect(d).toMatchObject({ effect: 'allow', ruleId: 'allow-ping', shadow: { effect: 'deny', ruleId: 'new-deny' } })
@@ -147,14 +127,9 @@ rules:
 
   it('require-approval / held, and never allowed by an allow rule alongside', () => {
     const { set: s } = compile({
-      'a.yaml': `apiVersion: mcp-warden/v1
-kind: Policy
-name: a
-routes: ['*']
-rules:
-  - { id: all-tools, effect: allow, tools: ["*"] }
+      'a.yaml': policyDoc(`  - { id: all-tools, effect: allow, tools: ["*"] }
   - { id: close, effect: require-approval, tools: [close_ticket] }
-`,
+`),
     })
     expect(evaluate(s, call('close_ticket'))).toMatchObject({ effect: 'require-approval', ruleId: 'close', reason: 'approval-required' })
     expect(evaluate(s, call('other')).effect).toBe('allow')

@@ -60,3 +60,11 @@ rules:
     effect: allow
     prompts: [summarize]
 `
+
+/** One policy document named `a` over the given rules (YAML, indented by two). */
+export const policyDoc = (rules: string, routes = "['*']") => `apiVersion: mcp-warden/v1
+kind: Policy
+name: a
+routes: ${routes}
+rules:
+${rules}`
