@@ -42,8 +42,9 @@ export interface EvalInput {
   listing: boolean
 }
 
-/** A condition on the input: undefined when it holds, else why not. */
-type Check = (input: EvalInput, effect: EffectName) => string | undefined
+/** A condition on the input: undefined when it holds, else why not (built only when asked: explain). */
+export type Why = () => string
+type Check = (input: EvalInput, effect: EffectName) => Why | undefined
 
 export interface CompiledRule {
   readonly policy: string
@@ -124,7 +125,12 @@ export function compilePolicies(docs: readonly LoadedDocument[], ctx: CompileCon
     version,
     policies,
     rules,
-    rulesFor: (route: string) => byRoute.get(route) ?? rules.filter((x) => x.routes === 'all' || x.routes.has(route)),
+    rulesFor: (route: string) => {
+      let r = byRoute.get(route)
+      // Routes unknown at compile time (suites, explain without --config) are resolved once.
+      if (!r) byRoute.set(route, (r = rules.filter((x) => x.routes === 'all' || x.routes.has(route))))
+      return r
+    },
   })
 }
 
@@ -203,13 +209,14 @@ function compileRule(src: YamlSource, doc: PolicyDocument, rule: RuleInput, i: n
   if (problems.filter((p) => p.severity === 'error').length > before) return undefined
 
   const checks: Check[] = []
-  if (methods) checks.push((input) => (methods.test(input.method) ? undefined : `method ${input.method} is not in [${methods.source.join(', ')}]`))
+  if (methods) checks.push((input) => (methods.test(input.method) ? undefined : () => `method ${input.method} is not in [${methods.source.join(', ')}]`))
   if (target) {
     const ms = TARGET_METHODS[target.kind]
     checks.push((input) => {
-      if (!methods && !ms.includes(input.method)) return `method ${input.method} names no ${target.kind}`
-      if (input.name === undefined) return `the request names no ${target.kind}`
-      return target.names.test(input.name) ? undefined : `${target.kind} ${JSON.stringify(input.name)} is not in [${target.names.source.join(', ')}]`
+      if (!methods && !ms.includes(input.method)) return () => `method ${input.method} names no ${target.kind}`
+      const name = input.name
+      if (name === undefined) return () => `the request names no ${target.kind}`
+      return target.names.test(name) ? undefined : () => `${target.kind} ${JSON.stringify(name)} is not in [${target.names.source.join(', ')}]`
     })
   }
   for (const a of args) {
@@ -217,12 +224,12 @@ function compileRule(src: YamlSource, doc: PolicyDocument, rule: RuleInput, i: n
       // While listing, arguments are unknown: allow rules (and require-scopes rules the caller
       // satisfies, see evaluate.ts) stay possible, the others do not fire, so a tool is listed
       // when some call of it could be allowed.
-      if (input.listing) return effect === 'allow' || effect === 'require-scopes' ? undefined : `argument ${a.key} unknown while listing`
+      if (input.listing) return effect === 'allow' || effect === 'require-scopes' ? undefined : () => `argument ${a.key} unknown while listing`
       const r = a.test(input.arguments)
       if (r.result === 'yes') return undefined
       // A value of the wrong type cannot slip past a deny by being a string (fail closed).
       if (r.result === 'mismatch' && effect !== 'allow') return undefined
-      return `argument ${r.why}`
+      return () => `argument ${r.why()}`
     })
   }
   checks.push(...when)
@@ -248,11 +255,9 @@ const lineOf = (src: YamlSource, path: (string | number)[]) => ({ line: problemA
 
 const setCheck = (label: string, values: (input: EvalInput) => ReadonlySet<string>, m: { allOf?: string[]; anyOf?: string[]; noneOf?: string[] }): Check => (input) => {
   const have = values(input)
-  const missing = m.allOf?.filter((s) => !have.has(s)) ?? []
-  if (missing.length > 0) return `${label}: missing ${missing.join(' ')} (allOf)`
-  if (m.anyOf && !m.anyOf.some((s) => have.has(s))) return `${label}: none of ${m.anyOf.join(' ')} (anyOf)`
-  const forbidden = m.noneOf?.filter((s) => have.has(s)) ?? []
-  if (forbidden.length > 0) return `${label}: has ${forbidden.join(' ')} (noneOf)`
+  if (m.allOf && !m.allOf.every((s) => have.has(s))) return () => `${label}: missing ${m.allOf!.filter((s) => !have.has(s)).join(' ')} (allOf)`
+  if (m.anyOf && !m.anyOf.some((s) => have.has(s))) return () => `${label}: none of ${m.anyOf!.join(' ')} (anyOf)`
+  if (m.noneOf && m.noneOf.some((s) => have.has(s))) return () => `${label}: has ${m.noneOf!.filter((s) => have.has(s)).join(' ')} (noneOf)`
   return undefined
 }
 
@@ -260,16 +265,16 @@ function compileWhen(src: YamlSource, w: WhenInput, base: (string | number)[], c
   const checks: Check[] = []
   const p = (input: EvalInput) => input.principal
   // No principal never satisfies a condition on the principal.
-  const need = (f: (pr: PolicyPrincipal, input: EvalInput) => string | undefined): Check => (input) => {
+  const need = (f: (pr: PolicyPrincipal, input: EvalInput) => Why | undefined): Check => (input) => {
     const pr = p(input)
-    return pr ? f(pr, input) : 'no authenticated caller'
+    return pr ? f(pr, input) : () => 'no authenticated caller'
   }
   const inList = (label: string, list: string[] | undefined, get: (pr: PolicyPrincipal) => string | undefined) => {
     if (!list) return
     const set = new Set(list)
     checks.push(need((pr) => {
       const v = get(pr)
-      return v !== undefined && set.has(v) ? undefined : `${label} ${v === undefined ? '(none)' : JSON.stringify(v)} is not in [${list.join(', ')}]`
+      return v !== undefined && set.has(v) ? undefined : () => `${label} ${v === undefined ? '(none)' : JSON.stringify(v)} is not in [${list.join(', ')}]`
     }))
   }
   inList('subject', w.subjects, (pr) => pr.subject)
@@ -284,10 +289,11 @@ function compileWhen(src: YamlSource, w: WhenInput, base: (string | number)[], c
       })
     }
     const set = new Set(w.issuers)
-    checks.push(need((pr) => (set.has(pr.issuer) || (pr.issuerName !== undefined && set.has(pr.issuerName)) ? undefined : `issuer ${pr.issuerName ?? pr.issuer} is not in [${w.issuers!.join(', ')}]`)))
+    checks.push(need((pr) => (set.has(pr.issuer) || (pr.issuerName !== undefined && set.has(pr.issuerName)) ? undefined : () => `issuer ${pr.issuerName ?? pr.issuer} is not in [${w.issuers!.join(', ')}]`)))
   }
-  if (w.delegated !== undefined) checks.push(need((pr) => ((pr.actor !== undefined) === w.delegated ? undefined : w.delegated ? 'the token has no act claim' : 'the token is delegated (act)')))
-  if (w.userPresent !== undefined) checks.push(need((pr) => (pr.userPresent === w.userPresent ? undefined : w.userPresent ? 'app-only token (no user)' : 'a user is present')))
+  const because = (text: string): Why => () => text
+  if (w.delegated !== undefined) checks.push(need((pr) => ((pr.actor !== undefined) === w.delegated ? undefined : because(w.delegated ? 'the token has no act claim' : 'the token is delegated (act)'))))
+  if (w.userPresent !== undefined) checks.push(need((pr) => (pr.userPresent === w.userPresent ? undefined : because(w.userPresent ? 'app-only token (no user)' : 'a user is present'))))
   if (w.scopes) {
     const overlap = w.scopes.allOf?.filter((s) => w.scopes!.noneOf?.includes(s)) ?? []
     if (overlap.length > 0) problems.push(problemAt(src, [...base, 'scopes'], `this rule can never match: ${overlap.join(' ')} both required and forbidden`, 'warning'))
@@ -319,9 +325,9 @@ function compileWhen(src: YamlSource, w: WhenInput, base: (string | number)[], c
     const days = t.days ? new Set<string>(t.days) : undefined
     checks.push((input) => {
       const { day, minute } = localTime(input.now, t.timezone)
-      if (days && !days.has(day)) return `${day} is outside the time window`
+      if (days && !days.has(day)) return () => `${day} is outside the time window`
       const inside = from <= to ? minute >= from && minute < to : minute >= from || minute < to
-      return inside ? undefined : `${String(Math.floor(minute / 60)).padStart(2, '0')}:${String(minute % 60).padStart(2, '0')} ${t.timezone} is outside the time window`
+      return inside ? undefined : () => `${String(Math.floor(minute / 60)).padStart(2, '0')}:${String(minute % 60).padStart(2, '0')} ${t.timezone} is outside the time window`
     })
   }
   return checks

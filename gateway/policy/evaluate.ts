@@ -80,6 +80,10 @@ function prepare(input: DecisionInput): EvalInput | Decision {
 
 /** Why a rule did not match, or undefined when it did. */
 export function whyNot(rule: CompiledRule, input: EvalInput): string | undefined {
+  return failing(rule, input)?.()
+}
+
+function failing(rule: CompiledRule, input: EvalInput): (() => string) | undefined {
   for (const c of rule.checks) {
     const why = c(input, rule.effect)
     if (why !== undefined) return why
@@ -94,7 +98,7 @@ function decide(rules: readonly CompiledRule[], input: EvalInput, includeShadow:
   const needed = new Set<string>()
   for (const rule of rules) {
     if (rule.shadow && !includeShadow) continue
-    if (whyNot(rule, input) !== undefined) continue
+    if (failing(rule, input) !== undefined) continue
     switch (rule.effect) {
       case 'deny':
         return { effect: 'deny', policy: rule.policy, ruleId: rule.id, reason: 'explicit-deny' }

@@ -76,7 +76,8 @@ export const MAX_REGEX_INPUT = 65_536
 export interface ArgMatcher {
   readonly key: string
   readonly path: ArgPath
-  test(args: unknown): { result: Tri; why: string }
+  /** `why` is built only when asked (explain). */
+  test(args: unknown): { result: Tri; why: () => string }
 }
 
 export function argMatcher(key: string, path: ArgPath, m: ArgumentMatcherInput, regex: RegExp | undefined): ArgMatcher {
@@ -84,32 +85,33 @@ export function argMatcher(key: string, path: ArgPath, m: ArgumentMatcherInput, 
     const s = JSON.stringify(v) ?? String(v)
     return s.length > 40 ? `${s.slice(0, 37)}...` : s
   }
+  const presentOnly = m.present === true && Object.keys(m).length === 1
   return {
     key,
     path,
     test(args) {
       const { found, value } = resolvePath(args, path)
-      if (m.absent) return found ? { result: 'no', why: `${key} is present` } : { result: 'yes', why: '' }
-      if (!found) return { result: 'no', why: `${key} is absent` }
-      if (m.present && Object.keys(m).length === 1) return { result: 'yes', why: '' }
+      if (m.absent) return found ? { result: 'no', why: () => `${key} is present` } : { result: 'yes', why: () => '' }
+      if (!found) return { result: 'no', why: () => `${key} is absent` }
+      if (presentOnly) return { result: 'yes', why: () => '' }
       if (m.equals !== undefined && value !== m.equals) {
-        return typeof value !== typeof m.equals ? { result: 'mismatch', why: `${key} is not a ${typeof m.equals}` } : { result: 'no', why: `${key} = ${show(value)}, not ${show(m.equals)}` }
+        return typeof value !== typeof m.equals ? { result: 'mismatch', why: () => `${key} is not a ${typeof m.equals}` } : { result: 'no', why: () => `${key} = ${show(value)}, not ${show(m.equals)}` }
       }
       if (m.in !== undefined && !m.in.some((x) => x === value)) {
-        return m.in.every((x) => typeof x !== typeof value) ? { result: 'mismatch', why: `${key} has the wrong type` } : { result: 'no', why: `${key} = ${show(value)} not in the list` }
+        return m.in.every((x) => typeof x !== typeof value) ? { result: 'mismatch', why: () => `${key} has the wrong type` } : { result: 'no', why: () => `${key} = ${show(value)} not in the list` }
       }
       if (regex) {
-        if (typeof value !== 'string' || value.length > MAX_REGEX_INPUT) return { result: 'mismatch', why: `${key} is not a (short enough) string` }
-        if (!regex.test(value)) return { result: 'no', why: `${key} = ${show(value)} does not match /${m.regex}/` }
+        if (typeof value !== 'string' || value.length > MAX_REGEX_INPUT) return { result: 'mismatch', why: () => `${key} is not a (short enough) string` }
+        if (!regex.test(value)) return { result: 'no', why: () => `${key} = ${show(value)} does not match /${m.regex}/` }
       }
       if (m.gte !== undefined || m.gt !== undefined || m.lte !== undefined || m.lt !== undefined) {
-        if (typeof value !== 'number') return { result: 'mismatch', why: `${key} is not a number` }
-        if (m.gte !== undefined && !(value >= m.gte)) return { result: 'no', why: `${key} = ${value} < ${m.gte}` }
-        if (m.gt !== undefined && !(value > m.gt)) return { result: 'no', why: `${key} = ${value} ≤ ${m.gt}` }
-        if (m.lte !== undefined && !(value <= m.lte)) return { result: 'no', why: `${key} = ${value} > ${m.lte}` }
-        if (m.lt !== undefined && !(value < m.lt)) return { result: 'no', why: `${key} = ${value} ≥ ${m.lt}` }
+        if (typeof value !== 'number') return { result: 'mismatch', why: () => `${key} is not a number` }
+        if (m.gte !== undefined && !(value >= m.gte)) return { result: 'no', why: () => `${key} = ${value} < ${m.gte}` }
+        if (m.gt !== undefined && !(value > m.gt)) return { result: 'no', why: () => `${key} = ${value} ≤ ${m.gt}` }
+        if (m.lte !== undefined && !(value <= m.lte)) return { result: 'no', why: () => `${key} = ${value} > ${m.lte}` }
+        if (m.lt !== undefined && !(value < m.lt)) return { result: 'no', why: () => `${key} = ${value} ≥ ${m.lt}` }
       }
-      return { result: 'yes', why: '' }
+      return { result: 'yes', why: () => '' }
     },
   }
 }
@@ -118,7 +120,19 @@ const DAYS = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'] as const
 const formatters = new Map<string, Intl.DateTimeFormat>()
 
 /** Weekday and minute of day of `ms` in `timeZone` (throws RangeError on an unknown zone). */
+const lastLocal = new Map<string, { at: number; value: { day: string; minute: number } }>()
+
 export function localTime(ms: number, timeZone: string): { day: string; minute: number } {
+  // Intl formatting costs microseconds; decisions within the same minute share one result.
+  const at = Math.floor(ms / 60_000)
+  const hit = lastLocal.get(timeZone)
+  if (hit?.at === at) return hit.value
+  const value = formatLocal(ms, timeZone)
+  lastLocal.set(timeZone, { at, value })
+  return value
+}
+
+function formatLocal(ms: number, timeZone: string): { day: string; minute: number } {
   let f = formatters.get(timeZone)
   if (!f) {
     f = new Intl.DateTimeFormat('en-US', { timeZone, weekday: 'short', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' })
