@@ -15,6 +15,8 @@ import { compileContext, PolicyEngine } from './engine.js'
 import { evaluate, visible, type Decision } from './evaluate.js'
 import { LIST_METHODS, listFilter } from './filter.js'
 
+const SEVERITY = { allow: 0, 'require-scopes': 1, 'require-approval': 2, deny: 3 } as const
+
 export interface PolicyStageOptions {
   rawArguments: boolean
   now?: () => number
@@ -41,7 +43,8 @@ export function policyStage(engine: PolicyEngine, metrics: Metrics, options: Pol
       const decision = evaluate(set, { route, method: message.method, name, arguments: args, principal, now: at })
       metrics.policyDecisions.inc({ route, effect: decision.effect, reason: decision.reason })
       if (decision.shadow && decision.shadow.effect !== decision.effect) metrics.policyShadowDivergences.inc({ route, effect: decision.shadow.effect })
-      if (!deciding || (deciding.decision.effect === 'allow' && decision.effect !== 'allow')) deciding = { decision, message, args }
+      // A batch is answered by its most restrictive element: a step-up cannot fix a denied sibling.
+      if (!deciding || SEVERITY[decision.effect] > SEVERITY[deciding.decision.effect]) deciding = { decision, message, args }
       if (message.kind === 'request' && LIST_METHODS[message.method]) lists.set(message.id, message.method)
     }
     // GET (server stream) and DELETE (session end) carry no message; a route without any policy is closed to them too.

@@ -231,6 +231,11 @@ describe('policy: refusals on the wire', () => {
     const batch = [{ jsonrpc: '2.0', id: 1, method: 'ping' }, CALL('delete_repo', {}, 2)]
     const res = await post('/mcp/alpha', batch, { 'mcp-protocol-version': '2025-03-26' })
     expect(await res.json()).toMatchObject({ error: { code: -31403 } })
+    // A step-up element next to a denied one: the denial answers (no pointless re-authorization).
+    const mixed = [CALL('transfer_funds', { amount: 5000, to: 'bob' }, 1), CALL('delete_repo', {}, 2)]
+    const res2 = await post('/mcp/alpha', mixed, { 'mcp-protocol-version': '2025-03-26' })
+    expect(res2.status).toBe(200)
+    expect(await res2.json()).toMatchObject({ error: { code: -31403 } })
     expect(s.alpha.requests).toHaveLength(0)
   })
 
