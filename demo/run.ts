@@ -53,12 +53,24 @@ async function main(): Promise<void> {
   const claims = JSON.parse(Buffer.from(token.access_token.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>
   process.stdout.write(`  aud=${String(claims.aud)} sub=${String(claims.sub)} client_id=${String(claims.client_id)} scope="${String(claims.scope)}" expires_in=${token.expires_in}s\n`)
 
-  step('4. The MCP SDK client through the gateway: initialize, tools/list, tools/call (streamed)')
+  step('4. The MCP SDK client through the gateway: initialize, tools/list (filtered per caller)')
   const client = new Client({ name: 'demo-client', version: '1.0.0' })
   const transport = new StreamableHTTPClientTransport(new URL(mcpUrl), { requestInit: { headers: { authorization: `Bearer ${token.access_token}` } } })
   await client.connect(transport)
   const tools = await client.listTools()
   process.stdout.write(`  tools: ${tools.tools.map((t) => t.name).join(', ')}\n`)
+  process.stdout.write(`  (delete_repo is hidden by policies/demo/demo.yaml)\n`)
+
+  step('5. Policy: a denied tool, and a rule on arguments')
+  const denied = await client.callTool({ name: 'delete_repo', arguments: { repo: 'prod' } }).catch((e: unknown) => e as Error)
+  process.stdout.write(`  delete_repo → ${denied instanceof Error ? denied.message : 'allowed (bug!)'}\n`)
+  const small = await client.callTool({ name: 'transfer_funds', arguments: { amount: 10, to: 'bob' } })
+  process.stdout.write(`  transfer_funds amount 10 → ${JSON.stringify(small.content)}\n`)
+  const large = await client.callTool({ name: 'transfer_funds', arguments: { amount: 10000, to: 'bob' } }).catch((e: unknown) => e as Error)
+  process.stdout.write(`  transfer_funds amount 10000 → ${large instanceof Error ? large.message.replace(/"request_id":"[^"]+",?/, '') : 'allowed (bug!)'}\n`)
+  process.stdout.write(`  (an OAuth-enabled MCP client re-authorizes with the scope in that 403 challenge and retries)\n`)
+
+  step('6. A streamed tool call')
   const started = Date.now()
   const result = await client.callTool({ name: 'count_slowly', arguments: { n: 3, delayMs: 300 }, _meta: {} }, undefined, {
     onprogress: (p) => process.stdout.write(`  progress ${p.progress}/${p.total ?? '?'} at +${Date.now() - started} ms\n`),
@@ -74,6 +86,8 @@ ${bold('The demo stays up. Try it:')}
        -H 'accept: application/json, text/event-stream' -H 'content-type: application/json' \\
        -d '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}'
   curl -s ${adminUrl}/metrics | grep mcp_warden_requests_total
+  npx tsx gateway/cli.ts policy explain --dir policies/demo --route demo --method tools/call --name delete_repo --scopes tools.read
+  Edit policies/demo/demo.yaml while the demo runs: it is reloaded (an invalid edit is refused, see the log).
   MCP clients (e.g. MCP Inspector) can connect to ${mcpUrl}; they discover the AS and log in as "alice" automatically.
 
 Ctrl-C stops everything.

@@ -37,6 +37,25 @@ export interface RequestContext {
   /** Headers the credential stage adds toward the upstream (e.g. the exchanged token). */
   upstreamHeaders: Record<string, string> | undefined
   credential: CredentialRecord | undefined
+  /** The policy decision (policy stage), for audit. */
+  decision: AuditedDecision | undefined
+  /**
+   * Applied by the proxy to every JSON-RPC message of the upstream response (JSON or SSE);
+   * set only when a response must be rewritten (discovery filtering), so other responses are
+   * piped through untouched.
+   */
+  transformResponse: ((message: unknown) => unknown) | undefined
+}
+
+export interface AuditedDecision {
+  effect: string
+  policy: string | undefined
+  rule: string | undefined
+  reason: string
+  shadow: { effect: string; policy: string | undefined; rule: string | undefined } | undefined
+  policyVersion: string
+  argumentsDigest: string | undefined
+  arguments: unknown
 }
 
 declare module 'fastify' {
@@ -53,4 +72,6 @@ export const newContext = (route: RuntimeRoute | undefined): RequestContext => (
   streaming: false,
   upstreamHeaders: undefined,
   credential: undefined,
+  decision: undefined,
+  transformResponse: undefined,
 })

@@ -29,6 +29,8 @@ export type Reason =
   | 'session'
   | 'policy-deny'
   | 'limit'
+  | 'policy-method'
+  | 'policy-approval'
   | 'route-not-found'
   | 'upstream-unavailable'
   | 'upstream-timeout'
@@ -70,7 +72,10 @@ export const ERROR_CATALOGUE = {
   GW_MCP_SESSION_NOT_FOUND: { status: 404, reason: 'session', protocol: 'jsonrpc', rpcCode: -32001, message: 'Session not found' },
   GW_MCP_UNSUPPORTED_VERSION: { status: 400, reason: 'mcp-version', protocol: 'jsonrpc', rpcCode: -32600, message: 'Unsupported MCP-Protocol-Version' },
   GW_HTTP_TOO_MANY_STREAMS: { status: 429, reason: 'limit', protocol: 'jsonrpc', rpcCode: -32600, message: 'Too many open streams' },
-  GW_POLICY_DENIED: { status: 403, reason: 'policy-deny', protocol: 'jsonrpc', rpcCode: -32003, message: 'Request denied by policy' },
+  // POL-12: an application-defined code outside the ranges MCP reserves; HTTP 200 so MCP clients
+  // surface it as a JSON-RPC error of the call rather than a transport failure.
+  GW_POLICY_DENIED: { status: 200, reason: 'policy-deny', protocol: 'jsonrpc', rpcCode: -31403, message: 'Forbidden by gateway policy' },
+  GW_POLICY_METHOD_DENIED: { status: 200, reason: 'policy-method', protocol: 'jsonrpc', rpcCode: -32601, message: 'Method not found' },
   GW_UPSTREAM_UNAVAILABLE: { status: 502, reason: 'upstream-unavailable', protocol: 'jsonrpc', rpcCode: -32603, message: 'Upstream unavailable' },
   GW_UPSTREAM_TIMEOUT: { status: 504, reason: 'upstream-timeout', protocol: 'jsonrpc', rpcCode: -32603, message: 'Upstream timed out' },
   GW_UPSTREAM_INVALID_RESPONSE: { status: 502, reason: 'upstream-invalid', protocol: 'jsonrpc', rpcCode: -32603, message: 'Upstream returned an invalid response' },

@@ -36,6 +36,8 @@ export function handleSignals(gateway: Gateway): void {
         process.exit(1)
       })
   }
+  // SIGHUP reloads the policies; an invalid set is refused and the current one stays.
+  process.on('SIGHUP', () => gateway.policies?.reload('SIGHUP'))
   process.once('SIGTERM', () => stop('SIGTERM'))
   process.once('SIGINT', () => stop('SIGINT'))
 }

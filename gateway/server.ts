@@ -4,7 +4,7 @@
  *
  *   onRequest   host check → route lookup → origin check → authenticate (principal or 401)
  *   body        raw JSON bytes (UTF-8 only)
- *   preHandler  MCP checks + strict parse → session owner → [decide] → [downstream credential]
+ *   preHandler  MCP checks + strict parse → session owner → decide (policy/, when configured) → downstream credential
  *   handler     proxy to the upstream (JSON or SSE streamed)
  *   onResponse  audit line + metrics
  */
@@ -27,6 +27,8 @@ import { buildAdminServer, type ReadinessCheck } from './observability/admin.js'
 import { auditRecord } from './observability/audit.js'
 import { createMetrics, type Metrics } from './observability/metrics.js'
 import type { Bridge } from './bridge/bridge.js'
+import type { PolicyEngine } from './policy/engine.js'
+import { createPolicyEngine, policyStage } from './policy/plugin.js'
 import { registerRouteProxy } from './proxy/plugin.js'
 import { SessionRegistry } from './session/binding.js'
 import { checkSessionHook, observeSessions } from './session/plugin.js'
@@ -49,6 +51,8 @@ export interface Gateway {
   store: SharedStore
   metrics: Metrics
   logger: Logger
+  /** The policy set in force and its reloads; undefined without a `policies:` section. */
+  policies: PolicyEngine | undefined
   /** Extra readiness checks registered by later stages. */
   readiness: ReadinessCheck[]
   /** Bridges serving the routes whose upstream is stdio or legacy SSE, by route name. */
@@ -109,6 +113,8 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
   registerJsonBodyParser(app)
   registerResourceMetadata(app, config)
   const authenticate = authenticateHook(validator, metrics)
+  const policies = createPolicyEngine(config, logger, metrics)
+  const decide = policies ? [policyStage(policies, metrics, { rawArguments: config.policies!.rawArguments, ...(deps.now ? { now: deps.now } : {}) })] : []
   const sessions = new SessionRegistry(store, config.sessions.ttlMs)
   const checkSession = checkSessionHook(sessions)
   const sessionObserver = observeSessions(sessions)
@@ -135,7 +141,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     await registerRouteProxy(
       app,
       route,
-      { onRequest: [authenticate], preHandler: [checkMcpRequest, checkSession, ...(deps.stages?.(route) ?? []), ...credentialStage(broker, route)], onUpstreamResponse: [sessionObserver] },
+      { onRequest: [authenticate], preHandler: [checkMcpRequest, checkSession, ...decide, ...(deps.stages?.(route) ?? []), ...credentialStage(broker, route)], onUpstreamResponse: [sessionObserver] },
       metrics,
       target,
     )
@@ -164,10 +170,12 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     store,
     metrics,
     logger,
+    policies,
     readiness,
     bridges,
     async start() {
       await validator.init()
+      if (config.policies?.watch) policies?.watch()
       const url = await app.listen({ host: config.server.listen.host, port: config.server.listen.port })
       const adminUrl = await admin.listen({ host: config.admin.listen.host, port: config.admin.listen.port })
       logger.info({ event: 'gateway.started', url, adminUrl, routes: config.routes.map((r) => ({ name: r.name, path: r.path, resource: r.resource })) }, 'mcp-warden listening')
@@ -175,6 +183,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     },
     async close() {
       draining = true
+      policies?.close()
       // In-flight requests, SSE streams included, get the grace period; then the rest are cut.
       const force = setTimeout(() => app.server.closeAllConnections(), config.server.shutdownGraceMs)
       force.unref()

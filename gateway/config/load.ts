@@ -103,6 +103,14 @@ export interface RuntimeStdio {
   readonly maxBackoffMs: number
 }
 
+export interface RuntimePolicies {
+  /** Absolute path of the policy directory. */
+  readonly dir: string
+  readonly watch: boolean
+  readonly claims: { readonly groups: string | undefined; readonly roles: string | undefined }
+  readonly rawArguments: boolean
+}
+
 export interface RuntimeConfig {
   readonly file: string
   readonly baseDir: string
@@ -120,6 +128,8 @@ export interface RuntimeConfig {
   readonly cache: { readonly redis: { readonly url: Secret; readonly keyPrefix: string; readonly commandTimeoutMs: number; readonly encryptionKey: Secret | undefined } | undefined }
   readonly logging: { readonly level: string }
   readonly sessions: { readonly ttlMs: number }
+  /** Policy engine settings; undefined = no policy stage (every authenticated call forwarded). */
+  readonly policies: RuntimePolicies | undefined
   /** Start-up warnings (insecure development settings); logged once by main. */
   readonly warnings: readonly string[]
 }
@@ -213,6 +223,14 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
     warnings.push('no cache.redis configured: caches are per replica (in memory)')
   }
 
+  const policies: RuntimePolicies | undefined = input.policies && {
+    dir: resolve(baseDir, input.policies.dir),
+    watch: input.policies.watch,
+    claims: { groups: input.policies.claims.groups, roles: input.policies.claims.roles },
+    rawArguments: input.policies.audit.rawArguments,
+  }
+  if (!policies) warnings.push('no policies configured: every authenticated request is forwarded (add a policies: section for per-tool decisions)')
+
   const allowedHosts = new Set((input.server.allowedHosts ?? [publicUrl.host]).map((h) => h.toLowerCase()))
   return {
     file: src.file,
@@ -231,6 +249,7 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
     cache: { redis },
     logging: { level: input.logging.level },
     sessions: { ttlMs: parseDuration(input.sessions.ttl) },
+    policies,
     warnings,
   }
 }

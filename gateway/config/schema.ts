@@ -325,6 +325,28 @@ export const GatewayConfigSchema = Type.Object(
       },
       { ...Strict, default: {}, description: 'MCP sessions are bound to the caller that opened them; others get 404.' },
     ),
+    policies: Type.Optional(
+      Type.Object(
+        {
+          dir: Type.String({ minLength: 1, description: 'Directory of policy documents (*.yaml; *_test.yaml suites are skipped), relative to this file. Watched for changes and reloaded on SIGHUP.' }),
+          watch: Type.Boolean({ default: true, description: 'Reload when files in dir change (Kubernetes ConfigMap symlink swaps included). Default true.' }),
+          claims: Type.Object(
+            {
+              groups: Type.Optional(Type.String({ minLength: 1, description: 'Claim holding the caller groups (array or space-separated string; dots walk nested objects). Needed by when.groups.' })),
+              roles: Type.Optional(Type.String({ minLength: 1, description: 'Claim holding the caller roles, e.g. roles or realm_access.roles. Needed by when.roles.' })),
+            },
+            { ...Strict, default: {} },
+          ),
+          audit: Type.Object(
+            {
+              rawArguments: Type.Boolean({ default: false, description: 'Put raw tool arguments in audit lines. Default false: only a SHA-256 digest.' }),
+            },
+            { ...Strict, default: {} },
+          ),
+        },
+        { ...Strict, description: 'Declarative MCP policies (docs/policies.md). Without this section every authenticated request is forwarded; with it, default deny.' },
+      ),
+    ),
     logging: Type.Object(
       {
         level: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),

@@ -5,7 +5,7 @@
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { auditablePrincipal } from '../auth/principal.js'
-import type { CredentialRecord } from '../context.js'
+import type { AuditedDecision, CredentialRecord } from '../context.js'
 
 export interface AuditRecord {
   requestId: string
@@ -16,6 +16,8 @@ export interface AuditRecord {
   code: string | undefined
   principal: Record<string, unknown> | undefined
   mcp: { method?: string; target?: string; rpcId?: string | number; protocolVersion?: string; session?: boolean; batch?: boolean } | undefined
+  /** Policy decision: effect, policy, rule, reason, shadow decision, policy version, argument digest. */
+  decision: AuditedDecision | undefined
   streaming: boolean
   /** Upstream credential strategy and the downstream token's jti or digest (never the token). */
   credential: CredentialRecord | undefined
@@ -41,6 +43,7 @@ export function auditRecord(request: FastifyRequest, reply: FastifyReply): Audit
       session: mcp.sessionId !== undefined || undefined,
       batch: mcp.body.batch || undefined,
     },
+    decision: gw.decision,
     streaming: gw.streaming,
     credential: gw.credential,
     latencyMs: Math.round(reply.elapsedTime * 100) / 100,

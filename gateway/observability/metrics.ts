@@ -132,6 +132,35 @@ export function createMetrics() {
       labelNames: ['digest'] as const,
       registers: [registry],
     }),
+    policyDecisions: new Counter({
+      name: 'mcp_warden_policy_decisions_total',
+      help: 'Policy decisions per JSON-RPC message, by route, effect and reason (closed set).',
+      labelNames: ['route', 'effect', 'reason'] as const,
+      registers: [registry],
+    }),
+    policyShadowDivergences: new Counter({
+      name: 'mcp_warden_policy_shadow_divergences_total',
+      help: 'Decisions that shadow rules would have changed, by route and the shadow effect.',
+      labelNames: ['route', 'effect'] as const,
+      registers: [registry],
+    }),
+    policyReloads: new Counter({
+      name: 'mcp_warden_policy_reloads_total',
+      help: 'Policy (re)loads by outcome (ok, unchanged, error). On error the previous set stays in force.',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
+    policyInfo: new Gauge({
+      name: 'mcp_warden_policy_info',
+      help: 'Constant 1, labelled with the version (content hash) of the policy set in force.',
+      labelNames: ['version'] as const,
+      registers: [registry],
+    }),
+    policyLastReloadFailed: new Gauge({
+      name: 'mcp_warden_policy_last_reload_failed',
+      help: '1 when the last attempt to load new policies was refused (the previous set is in force), else 0.',
+      registers: [registry],
+    }),
   }
   return m
 }

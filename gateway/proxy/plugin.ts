@@ -11,11 +11,13 @@ import type { RuntimeRoute } from '../config/load.js'
 import { sendError } from '../error-handler.js'
 import { GatewayError } from '../errors.js'
 import type { Metrics } from '../observability/metrics.js'
+import { pipeline } from 'node:stream'
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js'
 import { callerKey, StreamCounter, streamDeadlineMs } from './streams.js'
 
 /** Sees every upstream response before it is relayed (session binding, bookkeeping). */
 export type UpstreamResponseObserver = (request: FastifyRequest, status: number, headers: IncomingHttpHeaders) => Promise<void>
+import { rewriteJsonBody, sseRewriter } from './response-transform.js'
 
 export interface RouteStages {
   onRequest: onRequestHookHandler[]
@@ -164,6 +166,14 @@ function forward(request: FastifyRequest, reply: FastifyReply, route: RuntimeRou
         return
       }
       const ct = String(res.headers['content-type'] ?? '')
+      const fail = (detail: string) => {
+        res.stream.destroy()
+        for (const h of Object.keys(rep.getHeaders())) rep.removeHeader(h)
+        sendError(req, rep as FastifyReply, new GatewayError('GW_UPSTREAM_INVALID_RESPONSE', { detail }))
+      }
+      // Only responses a later stage must rewrite (discovery filtering) leave the straight pipe.
+      const transform = status === 200 ? request.gw.transformResponse : undefined
+      if (transform && !ct.startsWith('application/json') && !ct.startsWith('text/event-stream')) return fail(`cannot rewrite a ${ct || 'typeless'} response`)
       if (ct.startsWith('text/event-stream')) {
         request.gw.streaming = true
         metrics.activeStreams.inc({ route: route.name })
@@ -192,7 +202,15 @@ function forward(request: FastifyRequest, reply: FastifyReply, route: RuntimeRou
         })
       }
       const relay = () => {
-        rep.send(res.stream)
+        if (transform && !request.gw.streaming) {
+          rep.removeHeader('content-length')
+          rewriteJsonBody(res.stream, transform).then(
+            (body) => rep.send(body),
+            () => fail('unparseable JSON response to rewrite'),
+          )
+          return
+        }
+        rep.send(transform ? pipeline(res.stream, sseRewriter(transform), () => undefined) : res.stream)
         // Node holds response headers until the first body byte; an SSE stream may stay silent
         // for minutes, and the client must know the stream is open now.
         if (request.gw.streaming && !rep.raw.headersSent) (rep.raw as ServerResponse).flushHeaders()

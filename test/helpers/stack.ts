@@ -25,6 +25,8 @@ export interface StackOptions {
   routeExtras?: { alpha?: string; beta?: string }
   /** Extra flow-mapping entries for `cache.redis`, e.g. `encryptionKey: { value: … }`. */
   redisExtra?: string
+  /** Extra top-level YAML (e.g. a `policies:` section). */
+  extra?: string
   /** Replace the generated YAML entirely. */
   yaml?: (ctx: { publicUrl: string; port: number; adminPort: number; issuer: string; alpha: string; beta: string; redisUrl?: string }) => string
   deps?: Partial<GatewayDeps>
@@ -81,7 +83,7 @@ ${indent(o.routeExtra, 4)}${indent(o.routeExtras?.alpha, 4)}  - name: beta
     upstream: { url: ${beta.url}, timeout: 5s }
     issuers: [demo]
     scopesSupported: [tools.read]
-${indent(o.routeExtra, 4)}${indent(o.routeExtras?.beta, 4)}${redis ? `cache:\n  redis: { url: ${redis.url}${o.redisExtra ? `, ${o.redisExtra}` : ''} }\n` : ''}logging: { level: info }
+${indent(o.routeExtra, 4)}${indent(o.routeExtras?.beta, 4)}${o.extra ? `${o.extra.trim()}\n` : ''}${redis ? `cache:\n  redis: { url: ${redis.url}${o.redisExtra ? `, ${o.redisExtra}` : ''} }\n` : ''}logging: { level: info }
 `
   const { config } = loadConfigText('test-gateway.yaml', yaml)
   const logs: string[] = []

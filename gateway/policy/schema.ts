@@ -1,0 +1,176 @@
+/**
+ * The policy document contract (policies/*.yaml). Like gateway.yaml, this TypeBox schema is the
+ * source of the types, of validation and of the published policies/schema/policy.schema.json.
+ * The vocabulary is closed on purpose: matchers, not expressions, so every rule can be compiled,
+ * checked for references and explained.
+ */
+import { Type, type Static } from '@sinclair/typebox'
+
+const Strict = { additionalProperties: false } as const
+
+const NameList = (what: string) =>
+  Type.Array(Type.String({ minLength: 1 }), {
+    minItems: 1,
+    description: `${what}. Compared by exact code points (no case folding, no trimming, no Unicode normalisation); \`*\` in an entry matches any run of characters.`,
+  })
+
+const ExactList = (what: string) => Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: `${what}. Exact, case-sensitive values.` })
+
+const SetMatch = (what: string) =>
+  Type.Object(
+    {
+      allOf: Type.Optional(ExactList(`Every one of these ${what} must be present`)),
+      anyOf: Type.Optional(ExactList(`At least one of these ${what} must be present`)),
+      noneOf: Type.Optional(ExactList(`None of these ${what} may be present`)),
+    },
+    { ...Strict, minProperties: 1, description: `Conditions on the caller's ${what}.` },
+  )
+
+const Scalar = Type.Union([Type.String(), Type.Number(), Type.Boolean(), Type.Null()])
+
+export const ArgumentMatcherSchema = Type.Object(
+  {
+    equals: Type.Optional(Type.Union([Scalar], { description: 'The value equals this JSON scalar (same type, same value).' })),
+    in: Type.Optional(Type.Array(Scalar, { minItems: 1, description: 'The value equals one of these JSON scalars.' })),
+    regex: Type.Optional(Type.String({ minLength: 1, description: 'The value is a string matching this regular expression as a whole (it is anchored for you; Unicode mode).' })),
+    gte: Type.Optional(Type.Number({ description: 'The value is a number ≥ this.' })),
+    gt: Type.Optional(Type.Number({ description: 'The value is a number > this.' })),
+    lte: Type.Optional(Type.Number({ description: 'The value is a number ≤ this.' })),
+    lt: Type.Optional(Type.Number({ description: 'The value is a number < this.' })),
+    present: Type.Optional(Type.Literal(true, { description: 'The path exists (any value, null included).' })),
+    absent: Type.Optional(Type.Literal(true, { description: 'The path does not exist.' })),
+  },
+  {
+    ...Strict,
+    minProperties: 1,
+    description:
+      'Typed conditions on one argument; all listed conditions must hold. A value of the wrong type does not satisfy an allow rule and does satisfy a deny rule (fail closed).',
+  },
+)
+
+export const TimeWindowSchema = Type.Object(
+  {
+    days: Type.Optional(Type.Array(Type.Union(['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'].map((d) => Type.Literal(d))), { minItems: 1, uniqueItems: true, description: 'Days of the week.' })),
+    from: Type.Optional(Type.String({ pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]$', description: 'Start time of day HH:MM (inclusive).' })),
+    to: Type.Optional(Type.String({ pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]$', description: 'End time of day HH:MM (exclusive). A window with to < from spans midnight.' })),
+    timezone: Type.String({ default: 'UTC', description: 'IANA time zone of days/from/to. Default UTC.' }),
+  },
+  { ...Strict, description: 'When the rule applies.' },
+)
+
+export const WhenSchema = Type.Object(
+  {
+    subjects: Type.Optional(ExactList('Token subjects (`sub`)')),
+    agents: Type.Optional(ExactList('Agents: the OAuth client (`client_id`, or `azp`)')),
+    issuers: Type.Optional(ExactList('Issuers: a name under `issuers:` in gateway.yaml or the issuer URL')),
+    actors: Type.Optional(ExactList('The current actor (`act.sub`, RFC 8693 §4.1). Only the outermost `act` is used; prior actors in the chain are audit information only')),
+    delegated: Type.Optional(Type.Boolean({ description: 'true: the token carries an `act` claim (someone acts on behalf of the subject); false: it does not.' })),
+    userPresent: Type.Optional(Type.Boolean({ description: 'true: a user is behind the token; false: app-only (client credentials).' })),
+    scopes: Type.Optional(SetMatch('scopes')),
+    groups: Type.Optional(SetMatch('groups (claim named by policies.claims.groups in gateway.yaml)')),
+    roles: Type.Optional(SetMatch('roles (claim named by policies.claims.roles in gateway.yaml)')),
+    time: Type.Optional(TimeWindowSchema),
+  },
+  { ...Strict, minProperties: 1, description: 'Conditions on the caller and the clock; all must hold.' },
+)
+
+export const Effect = Type.Union([Type.Literal('allow'), Type.Literal('deny'), Type.Literal('require-scopes'), Type.Literal('require-approval')], {
+  description:
+    'allow; deny (always wins); require-scopes: allowed when the token has every scope in `scopes`, otherwise 403 insufficient_scope naming them so the client steps up; require-approval: held for human approval (until that feature ships: refused with reason approval-required).',
+})
+
+export const Mode = Type.Union([Type.Literal('enforce'), Type.Literal('shadow')], {
+  description: 'enforce (default) or shadow: evaluated and logged as a would-be decision, never enforced.',
+})
+
+export const RuleSchema = Type.Object(
+  {
+    id: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$', description: 'Identifier, unique in the policy; appears in decisions, audit lines and test suites.' }),
+    description: Type.Optional(Type.String()),
+    effect: Effect,
+    mode: Type.Optional(Mode),
+    methods: Type.Optional(NameList('MCP methods, e.g. tools/call, initialize, notifications/*')),
+    tools: Type.Optional(NameList('Tool names (tools/call `params.name`; also filters tools/list)')),
+    prompts: Type.Optional(NameList('Prompt names (prompts/get `params.name`; also filters prompts/list)')),
+    resources: Type.Optional(NameList('Resource URIs (resources/read, subscribe, unsubscribe `params.uri`; also filters resources/list)')),
+    arguments: Type.Optional(
+      Type.Record(Type.String({ minLength: 1 }), ArgumentMatcherSchema, {
+        minProperties: 1,
+        description: 'Tool arguments by path into `params.arguments`: `amount`, `options.force`, `items[0].id` (a leading `$.` is allowed). All must hold.',
+      }),
+    ),
+    when: Type.Optional(WhenSchema),
+    scopes: Type.Optional(Type.Array(Type.String({ pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]+$' }), { minItems: 1, description: 'require-scopes only: the scopes the matched operation needs.' })),
+  },
+  { ...Strict, description: 'A rule matches when every condition it lists holds. Absent conditions match anything.' },
+)
+
+export const PolicyDocumentSchema = Type.Object(
+  {
+    $schema: Type.Optional(Type.String()),
+    apiVersion: Type.Literal('mcp-warden/v1'),
+    kind: Type.Literal('Policy'),
+    name: Type.String({ pattern: '^[a-z0-9][a-z0-9_.-]{0,62}$', description: 'Policy name, unique across the directory.' }),
+    description: Type.Optional(Type.String()),
+    routes: Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: 'Route names from gateway.yaml this policy applies to, or "*" for every route.' }),
+    mode: Type.Optional(Mode),
+    rules: Type.Array(RuleSchema, { minItems: 1 }),
+  },
+  { ...Strict, title: 'mcp-warden policy document' },
+)
+
+export type PolicyDocument = Static<typeof PolicyDocumentSchema>
+export type RuleInput = Static<typeof RuleSchema>
+export type WhenInput = Static<typeof WhenSchema>
+export type ArgumentMatcherInput = Static<typeof ArgumentMatcherSchema>
+export type EffectName = Static<typeof Effect>
+
+/** A policy test suite (`*_test.yaml` next to the policies). */
+const SuitePrincipal = Type.Object(
+  {
+    subject: Type.String({ default: 'user' }),
+    agent: Type.String({ default: 'agent' }),
+    issuer: Type.String({ default: 'default', description: 'Issuer name (as in gateway.yaml) or URL.' }),
+    scopes: Type.Array(Type.String(), { default: [] }),
+    actor: Type.Optional(Type.String({ description: 'Current actor (act.sub).' })),
+    userPresent: Type.Boolean({ default: true }),
+    claims: Type.Record(Type.String(), Type.Unknown(), { default: {}, description: 'Other claims (groups, roles).' }),
+  },
+  Strict,
+)
+
+const SuiteRequest = Type.Object(
+  {
+    route: Type.String({ minLength: 1 }),
+    method: Type.String({ minLength: 1 }),
+    name: Type.Optional(Type.String({ description: 'Tool or prompt name, or resource URI.' })),
+    arguments: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+    at: Type.Optional(Type.String({ format: 'date-time', description: 'Evaluation time (RFC 3339). Default: 2026-01-05T12:00:00Z, a Monday.' })),
+  },
+  Strict,
+)
+
+export const PolicySuiteSchema = Type.Object(
+  {
+    $schema: Type.Optional(Type.String()),
+    name: Type.String({ minLength: 1 }),
+    principals: Type.Record(Type.String(), SuitePrincipal, { minProperties: 1 }),
+    requests: Type.Record(Type.String(), SuiteRequest, { minProperties: 1 }),
+    expect: Type.Array(
+      Type.Object(
+        {
+          principal: Type.String(),
+          request: Type.String(),
+          effect: Effect,
+          rule: Type.Optional(Type.String({ description: 'Expected deciding rule as policy/rule-id, or "default" for the default deny.' })),
+          shadow: Type.Optional(Effect),
+        },
+        Strict,
+      ),
+      { minItems: 1 },
+    ),
+  },
+  { ...Strict, title: 'mcp-warden policy test suite' },
+)
+
+export type PolicySuite = Static<typeof PolicySuiteSchema>
