@@ -5,7 +5,11 @@
  *   onRequest   host check → route lookup → origin check → authenticate (principal or 401)
  *   body        raw JSON bytes (UTF-8 only)
  *   preHandler  MCP checks + strict parse → session owner → [decide] → [downstream credential]
- *   handler     proxy to the upstream (JSON or SSE streamed)
+ *               (API routes: [decide] → [downstream credential]; no MCP parsing)
+ *   handler     proxy to the upstream (JSON or SSE streamed; API bodies streamed untouched)
+ *
+ * With `egress`, a second listener (egress/plugin.ts) takes the MCP server's own API calls through
+ * the same authenticate → [decide] → credential → proxy stages, per allow-listed target.
  *   onResponse  audit line + metrics
  */
 import { randomUUID } from 'node:crypto'
@@ -22,10 +26,12 @@ import { sendError } from './error-handler.js'
 import { GatewayError } from './errors.js'
 import { CredentialBroker } from './exchange/broker.js'
 import { credentialStage } from './exchange/plugin.js'
+import { buildEgressServer } from './egress/plugin.js'
 import { checkMcpRequest, registerJsonBodyParser, registerResourceMetadata } from './mcp/plugin.js'
 import { buildAdminServer, type ReadinessCheck } from './observability/admin.js'
 import { auditRecord } from './observability/audit.js'
 import { createMetrics, type Metrics } from './observability/metrics.js'
+import { restUnder } from './proxy/path.js'
 import { registerRouteProxy } from './proxy/plugin.js'
 import { SessionRegistry } from './session/binding.js'
 import { checkSessionHook, observeSessions } from './session/plugin.js'
@@ -48,9 +54,11 @@ export interface Gateway {
   store: SharedStore
   metrics: Metrics
   logger: Logger
+  /** The egress listener, when `egress` is configured. */
+  egress: FastifyInstance | undefined
   /** Extra readiness checks registered by later stages. */
   readiness: ReadinessCheck[]
-  start(): Promise<{ url: string; adminUrl: string }>
+  start(): Promise<{ url: string; adminUrl: string; egressUrl?: string }>
   close(): Promise<void>
 }
 
@@ -69,6 +77,9 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
   const validator: TokenValidator = new TokenValidator(config, { store, logger, metrics, ...(opaque ? { opaque } : {}), ...(deps.now ? { now: deps.now } : {}) })
 
   const routesByPath = new Map(config.routes.map((r) => [r.path, r]))
+  // API routes match by prefix, the longest first; an exact MCP path wins over them.
+  const apiRoutes = config.routes.filter((r) => r.kind === 'api').sort((a, b) => b.path.length - a.path.length)
+  const routeFor = (path: string) => routesByPath.get(path) ?? apiRoutes.find((r) => restUnder(path, r.path) !== undefined)
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
@@ -87,7 +98,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
   app.decorateRequest('gw', null as never)
   app.addHook('onRequest', async (request) => {
     const q = request.url.indexOf('?')
-    request.gw = newContext(routesByPath.get(q === -1 ? request.url : request.url.slice(0, q)))
+    request.gw = newContext(routeFor(q === -1 ? request.url : request.url.slice(0, q)))
     // DNS-rebinding defence (SHTTP-02): only the configured public host names are served.
     const host = request.headers.host?.toLowerCase()
     if (!host || !config.server.allowedHosts.has(host)) throw new GatewayError('GW_HTTP_MISDIRECTED', { detail: 'host not allowed' })
@@ -120,9 +131,19 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     ...(deps.now ? { now: deps.now } : {}),
   })
   for (const route of config.routes) {
-    const preHandler = [checkMcpRequest, checkSession, ...(deps.stages?.(route) ?? []), ...credentialStage(broker, route)]
-    await registerRouteProxy(app, route, { onRequest: [authenticate], preHandler, onUpstreamResponse: [sessionObserver] }, metrics)
+    // API routes: no MCP parsing, no sessions; request.gw.http is the policy input.
+    const preHandler = [...(route.kind === 'mcp' ? [checkMcpRequest, checkSession] : []), ...(deps.stages?.(route) ?? []), ...credentialStage(broker, route)]
+    await registerRouteProxy(app, route, { onRequest: [authenticate], preHandler, onUpstreamResponse: route.kind === 'mcp' ? [sessionObserver] : [] }, metrics)
   }
+  const egress = config.egress
+    ? await buildEgressServer(config.egress, {
+        logger,
+        metrics,
+        authenticate,
+        stages: (target) => [...(deps.stages?.(target) ?? []), ...credentialStage(broker, target)],
+        maxHeaderSize: config.server.maxHeaderSize,
+      })
+    : undefined
 
   const readiness: ReadinessCheck[] = []
   let draining = false
@@ -147,21 +168,26 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     store,
     metrics,
     logger,
+    egress,
     readiness,
     async start() {
       await validator.init()
       const url = await app.listen({ host: config.server.listen.host, port: config.server.listen.port })
       const adminUrl = await admin.listen({ host: config.admin.listen.host, port: config.admin.listen.port })
-      logger.info({ event: 'gateway.started', url, adminUrl, routes: config.routes.map((r) => ({ name: r.name, path: r.path, resource: r.resource })) }, 'mcp-warden listening')
-      return { url, adminUrl }
+      const egressUrl = egress && config.egress ? await egress.listen({ host: config.egress.listen.host, port: config.egress.listen.port }) : undefined
+      logger.info({ event: 'gateway.started', url, adminUrl, egressUrl, routes: config.routes.map((r) => ({ name: r.name, kind: r.kind, path: r.path, resource: r.resource })) }, 'mcp-warden listening')
+      return { url, adminUrl, ...(egressUrl ? { egressUrl } : {}) }
     },
     async close() {
       draining = true
       // In-flight requests, SSE streams included, get the grace period; then the rest are cut.
       const force = setTimeout(() => app.server.closeAllConnections(), config.server.shutdownGraceMs)
       force.unref()
-      await app.close()
+      const forceEgress = egress && setTimeout(() => egress.server.closeAllConnections(), config.server.shutdownGraceMs)
+      forceEgress?.unref()
+      await Promise.all([app.close(), egress?.close()])
       clearTimeout(force)
+      clearTimeout(forceEgress)
       await admin.close()
       await store.close()
     },

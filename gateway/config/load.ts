@@ -8,6 +8,7 @@ import { dirname, resolve } from 'node:path'
 import { ConfigError, type ConfigProblem } from '../errors.js'
 import { GatewayConfigSchema, type GatewayConfigInput, type IssuerInput, type RouteInput, type SecretSourceInput } from './schema.js'
 import { normalizeCredentials, type RuntimeCredentials } from './credentials.js'
+import { normalizeEgress, type RuntimeEgress } from './egress.js'
 import { resolveSecret, Secret } from './secrets.js'
 import { parseDuration, parseSize } from './units.js'
 import { parseYamlSource, problemAt, validateAgainst, type YamlSource } from './yaml-source.js'
@@ -57,6 +58,11 @@ export interface RuntimeOAuthClient {
 
 export interface RuntimeRoute {
   readonly name: string
+  /**
+   * mcp: an MCP server on an exact path. api: a plain HTTP API under a path prefix. egress: an
+   * allow-listed API behind the egress listener (config/egress.ts), never on the public listener.
+   */
+  readonly kind: 'mcp' | 'api' | 'egress'
   readonly path: string
   readonly upstream: { readonly url: string; readonly timeoutMs: number; readonly idleTimeoutMs: number; readonly connections: number }
   /** Canonical resource identifier (RFC 8707 / RFC 9728 `resource`). */
@@ -73,6 +79,8 @@ export interface RuntimeRoute {
   readonly bodyLimit: number
   /** How the upstream credential is obtained; undefined = the upstream receives none. */
   readonly credentials: RuntimeCredentials | undefined
+  /** egress only: loopback/private/link-local ranges (CIDR) the target may resolve to. */
+  readonly allowAddresses: readonly string[]
 }
 
 export interface RuntimeConfig {
@@ -89,6 +97,8 @@ export interface RuntimeConfig {
   readonly admin: { readonly listen: { readonly host: string; readonly port: number } }
   readonly issuers: ReadonlyMap<string, RuntimeIssuer>
   readonly routes: readonly RuntimeRoute[]
+  /** The egress listener for the MCP server's own API calls (docs/egress.md). */
+  readonly egress: RuntimeEgress | undefined
   readonly cache: { readonly redis: { readonly url: Secret; readonly keyPrefix: string; readonly commandTimeoutMs: number; readonly encryptionKey: Secret | undefined } | undefined }
   readonly logging: { readonly level: string }
   readonly sessions: { readonly ttlMs: number }
@@ -166,7 +176,7 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
       problems.push(problemAt(src, at('scopesSupported'), 'offline_access should not be advertised (MCP scope minimisation)', 'warning'))
     }
     const credentials = normalizeCredentials(r.credentials, { src, at: at('credentials'), routeIssuers: r.issuers, issuers: input.issuers, baseDir, env, problems })
-    const route = { ...normalizeRoute(src, r, i, origin, problems), credentials }
+    const route = { ...normalizeRoute(src, r, i, origin, problems), credentials, allowAddresses: [] }
     if (seenMetadata.has(route.metadataPath) && !dupPath) problems.push(problemAt(src, at('resource'), 'two routes share one resource identifier'))
     seenMetadata.set(route.metadataPath, i)
     routes.push(route)
@@ -185,6 +195,8 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
     warnings.push('no cache.redis configured: caches are per replica (in memory)')
   }
 
+  const egress = input.egress && normalizeEgress(input.egress, { src, issuers: input.issuers, baseDir, env, problems })
+
   const allowedHosts = new Set((input.server.allowedHosts ?? [publicUrl.host]).map((h) => h.toLowerCase()))
   return {
     file: src.file,
@@ -200,6 +212,7 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
     admin: { listen: { host: input.admin.listen.host, port: input.admin.listen.port } },
     issuers,
     routes,
+    egress,
     cache: { redis },
     logging: { level: input.logging.level },
     sessions: { ttlMs: parseDuration(input.sessions.ttl) },
@@ -310,7 +323,7 @@ function encryptionKey(src: YamlSource, source: SecretSourceInput | undefined, b
   return new Secret(key.toString('base64'))
 }
 
-function normalizeRoute(src: YamlSource, r: RouteInput, i: number, origin: string, problems: ConfigProblem[]): Omit<RuntimeRoute, 'credentials'> {
+function normalizeRoute(src: YamlSource, r: RouteInput, i: number, origin: string, problems: ConfigProblem[]): Omit<RuntimeRoute, 'credentials' | 'allowAddresses'> {
   const resource = r.resource ?? `${origin}${r.path}`
   let metadataPath = `${PRM_WELL_KNOWN}${r.path}`
   try {
@@ -324,6 +337,7 @@ function normalizeRoute(src: YamlSource, r: RouteInput, i: number, origin: strin
   }
   return {
     name: r.name,
+    kind: r.kind,
     path: r.path,
     upstream: {
       url: r.upstream.url,
