@@ -49,6 +49,11 @@ export interface AuthorizationServerOptions {
   /** Public keys for the `mcp-warden-pkjwt` client (private_key_jwt authentication). */
   gatewayJwks?: { keys: jose.JWK[] };
   accessTokenTTL?: number;
+  /**
+   * More confidential clients (client_secret_basic) allowed to exchange tokens, e.g. the workload
+   * identity an MCP server's sidecar uses on the egress leg, so `act.sub` names that MCP server.
+   */
+  exchangeClients?: Array<{ clientId: string; clientSecret: string }>;
 }
 
 export interface AuthorizationServerCounters {
@@ -367,6 +372,7 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
   const cookieKeys = [b64url(randomBytes(32))];
   const store = new SharedStore();
   const counters = newCounters();
+  const exchangeClients = new Set([...GATEWAY_CLIENTS, ...(opts.exchangeClients ?? []).map((c) => c.clientId)]);
   const serverErrors: Error[] = [];
   let signingKeys: jose.JWK[] = opts.keys?.length ? [...opts.keys] : [await generateSigningKey()];
 
@@ -433,6 +439,16 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
         redirect_uris: [],
       },
     ];
+    for (const c of opts.exchangeClients ?? []) {
+      staticClients.push({
+        client_id: c.clientId,
+        client_secret: c.clientSecret,
+        token_endpoint_auth_method: 'client_secret_basic',
+        grant_types: ['client_credentials', TOKEN_EXCHANGE_GRANT],
+        response_types: [],
+        redirect_uris: [],
+      });
+    }
     if (opts.gatewayJwks) {
       staticClients.push({
         client_id: GATEWAY_PKJWT_CLIENT_ID,
@@ -628,7 +644,7 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
       const value = params[name];
       return Array.isArray(value) ? value[0] : value;
     };
-    if (!GATEWAY_CLIENTS.has(client.clientId)) {
+    if (!exchangeClients.has(client.clientId)) {
       throw new errors.UnauthorizedClient('token exchange is reserved for the gateway client');
     }
     const subjectToken = param('subject_token');
