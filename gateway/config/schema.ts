@@ -130,14 +130,18 @@ const HeaderName = Type.String({ pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$', desc
  */
 export const CredentialStrategySchema = Type.Object(
   {
-    strategy: Type.Union(['token-exchange', 'client-credentials', 'static', 'identity-headers', 'passthrough'].map((s) => Type.Literal(s)), {
-      description: 'token-exchange (RFC 8693, per user), client-credentials (mcp-warden itself), static (a secret header), identity-headers (verified caller facts), passthrough (unsafe, violates MCP).',
+    strategy: Type.Union(['token-exchange', 'identity-chaining', 'client-credentials', 'static', 'identity-headers', 'passthrough'].map((s) => Type.Literal(s)), {
+      description:
+        'token-exchange (RFC 8693, per user), identity-chaining (cross-domain: a JWT grant from the home AS redeemed at targetIssuer with RFC 7523 jwt-bearer), client-credentials (mcp-warden itself), static (a secret header), identity-headers (verified caller facts), passthrough (unsafe, violates MCP).',
     }),
     when: Type.Union([Type.Literal('user'), Type.Literal('app'), Type.Literal('any')], {
       default: 'any',
       description: 'In a chain: user = the token has a user behind it, app = app-only (client credentials) token, any. The first matching entry is used. Default any.',
     }),
     issuer: Type.Optional(Type.String({ description: 'Issuer (name under `issuers:`) whose token endpoint and `client` registration are used. Default: the first issuer of the route that has a client.' })),
+    targetIssuer: Type.Optional(
+      Type.String({ description: "identity-chaining: the target domain's AS (name under `issuers:`, with a `client`): the JWT grant is made for its issuer and redeemed at its token endpoint." }),
+    ),
     resource: Type.Optional(Type.String({ format: 'uri', description: 'RFC 8707 resource indicator of the upstream, sent as `resource`; the issued token must name it in `aud`.' })),
     audience: Type.Optional(Type.String({ minLength: 1, description: 'RFC 8693 `audience` of the upstream (a logical name), sent as `audience`.' })),
     scopes: Type.Optional(

@@ -23,10 +23,13 @@ import { parseChallenge } from '../helpers/stack.js'
 
 const MCP_RESOURCE = 'http://orders-mcp.internal/mcp'
 const API_RESOURCE = 'http://orders-api.internal/'
+const PARTNER_RESOURCE = 'http://partner-api.example/'
 const WORKLOAD = { clientId: 'orders-mcp', clientSecret: randomBytes(24).toString('base64url') }
 const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736'
 
 let as: AuthorizationServer
+/** The partner domain's AS: trusts grants from `as` (identity chaining). */
+let partnerAs: AuthorizationServer
 let api: RecordingApi
 let mcp: OrdersMcpServer
 let redis: RedisInstance
@@ -40,6 +43,7 @@ const audits = (): Record<string, unknown>[] =>
 
 beforeAll(async () => {
   ;[as, api, redis] = await Promise.all([startAuthorizationServer({ exchangeClients: [WORKLOAD] }), startRecordingApi(), startRedis()])
+  partnerAs = await startAuthorizationServer({ trustedIssuers: [{ issuer: as.issuer, jwksUri: as.jwksUri }] })
   const [port, adminPort, egressPort] = [await freePort(), await freePort(), await freePort()]
   egressUrl = `http://127.0.0.1:${egressPort}`
   mcp = await startOrdersMcpServer({ egressUrl: () => egressUrl })
@@ -57,6 +61,9 @@ issuers:
   orders-mcp-identity:
     issuer: ${as.issuer}
     client: { id: ${WORKLOAD.clientId}, auth: client_secret_basic, secret: { value: "${WORKLOAD.clientSecret}" } }
+  partner:
+    issuer: ${partnerAs.issuer}
+    client: { id: mcp-warden, auth: client_secret_basic, secret: { value: "${partnerAs.gateway.clientSecret}" } }
 routes:
   - name: orders-mcp
     path: /mcp/orders
@@ -80,6 +87,10 @@ egress:
       url: ${api.url}/v1
       allowAddresses: [127.0.0.1]
       credentials: { strategy: token-exchange, issuer: orders-mcp-identity, resource: ${API_RESOURCE} }
+    - name: partner.example.net
+      url: ${api.url}/partner
+      allowAddresses: [127.0.0.0/8]
+      credentials: { strategy: identity-chaining, issuer: orders-mcp-identity, targetIssuer: partner, resource: ${PARTNER_RESOURCE} }
     - name: loopback-not-allowed
       url: ${api.url}/v1
     - name: by-name
@@ -107,7 +118,7 @@ cache:
 
 afterAll(async () => {
   await gw?.close()
-  await Promise.all([mcp?.close(), api?.close(), as?.close(), redis?.stop()])
+  await Promise.all([mcp?.close(), api?.close(), as?.close(), partnerAs?.close(), redis?.stop()])
 })
 
 const agentToken = (resource: string) => as.getToken({ resource, scope: 'tools.read' }).then((t) => t.access_token)
@@ -212,6 +223,27 @@ describe('egress: both legs of the chain of custody', () => {
     expect(none.headers.get('www-authenticate')).toBe('Bearer')
     const browser = await fetch(`${egressUrl}/orders.example.com/orders`, { headers: { authorization: `Bearer ${await mcpServerToken(agent)}`, origin: 'http://evil.example' } })
     expect(browser.status).toBe(403)
+  })
+})
+
+describe('egress: cross-domain identity chaining (two real ASes)', () => {
+  it('XDOM-06 / a JWT grant for the partner AS, redeemed with jwt-bearer; the partner API sees a partner token with the chain', async () => {
+    api.reset()
+    const agent = await agentToken(`${url}/mcp/orders`)
+    const [homeExchanges, partnerBefore] = [as.counters.tokenExchange, partnerAs.counters.token.byGrantType['urn:ietf:params:oauth:grant-type:jwt-bearer'] ?? 0]
+    const r = await callApiTool(agent, '/partner.example.net/orders')
+    expect(r.status).toBe(200)
+    const seen = JSON.parse(r.body) as { path: string; authorization: string }
+    expect(seen.path).toBe('/partner/orders')
+    const token = seen.authorization.replace(/^Bearer /, '')
+    const { payload } = await jwtVerify(token, createRemoteJWKSet(new URL(partnerAs.jwksUri)), { issuer: partnerAs.issuer, audience: PARTNER_RESOURCE })
+    expect(payload).toMatchObject({ sub: 'alice', client_id: 'mcp-warden', act: { sub: 'orders-mcp', act: { sub: 'mcp-warden' } } })
+    // One exchange for the inbound leg, one for the grant; one redemption at the partner AS.
+    expect(as.counters.tokenExchange - homeExchanges).toBe(2)
+    expect((partnerAs.counters.token.byGrantType['urn:ietf:params:oauth:grant-type:jwt-bearer'] ?? 0) - partnerBefore).toBe(1)
+    expect(api.sawString(agent.split('.')[2]!)).toBe(false)
+    const egressLine = audits().filter((l) => l.msg === 'egress.request').at(-1)!
+    expect(egressLine).toMatchObject({ route: 'egress:partner.example.net', credential: { strategy: 'identity-chaining', tokenId: payload.jti } })
   })
 })
 
