@@ -19,6 +19,7 @@ import * as jose from 'jose';
 export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
 export const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 export const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
+export const JWT_BEARER_GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 
 export const GATEWAY_CLIENT_ID = 'mcp-warden';
 export const GATEWAY_PKJWT_CLIENT_ID = 'mcp-warden-pkjwt';
@@ -49,6 +50,16 @@ export interface AuthorizationServerOptions {
   /** Public keys for the `mcp-warden-pkjwt` client (private_key_jwt authentication). */
   gatewayJwks?: { keys: jose.JWK[] };
   accessTokenTTL?: number;
+  /**
+   * More confidential clients (client_secret_basic) allowed to exchange tokens, e.g. the workload
+   * identity an MCP server's sidecar uses on the egress leg, so `act.sub` names that MCP server.
+   */
+  exchangeClients?: Array<{ clientId: string; clientSecret: string }>;
+  /**
+   * Other domains' ASes whose JWT authorization grants this AS redeems (RFC 7523 jwt-bearer,
+   * identity chaining). The grant's `aud` must be this issuer; its `sub` and `act` carry over.
+   */
+  trustedIssuers?: Array<{ issuer: string; jwksUri: string }>;
 }
 
 export interface AuthorizationServerCounters {
@@ -367,6 +378,7 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
   const cookieKeys = [b64url(randomBytes(32))];
   const store = new SharedStore();
   const counters = newCounters();
+  const exchangeClients = new Set([...GATEWAY_CLIENTS, ...(opts.exchangeClients ?? []).map((c) => c.clientId)]);
   const serverErrors: Error[] = [];
   let signingKeys: jose.JWK[] = opts.keys?.length ? [...opts.keys] : [await generateSigningKey()];
 
@@ -428,11 +440,21 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
         client_id: GATEWAY_CLIENT_ID,
         client_secret: gatewaySecret,
         token_endpoint_auth_method: 'client_secret_basic',
-        grant_types: ['client_credentials', TOKEN_EXCHANGE_GRANT],
+        grant_types: ['client_credentials', TOKEN_EXCHANGE_GRANT, ...(opts.trustedIssuers ? [JWT_BEARER_GRANT] : [])],
         response_types: [],
         redirect_uris: [],
       },
     ];
+    for (const c of opts.exchangeClients ?? []) {
+      staticClients.push({
+        client_id: c.clientId,
+        client_secret: c.clientSecret,
+        token_endpoint_auth_method: 'client_secret_basic',
+        grant_types: ['client_credentials', TOKEN_EXCHANGE_GRANT],
+        response_types: [],
+        redirect_uris: [],
+      });
+    }
     if (opts.gatewayJwks) {
       staticClients.push({
         client_id: GATEWAY_PKJWT_CLIENT_ID,
@@ -538,6 +560,9 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
         'requested_token_type',
       ],
     );
+    if (opts.trustedIssuers) {
+      provider.registerGrantType(JWT_BEARER_GRANT, (ctx: OidcCtx) => jwtBearer(provider, ctx), ['assertion', 'resource', 'scope']);
+    }
     return provider;
   }
 
@@ -628,7 +653,7 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
       const value = params[name];
       return Array.isArray(value) ? value[0] : value;
     };
-    if (!GATEWAY_CLIENTS.has(client.clientId)) {
+    if (!exchangeClients.has(client.clientId)) {
       throw new errors.UnauthorizedClient('token exchange is reserved for the gateway client');
     }
     const subjectToken = param('subject_token');
@@ -674,13 +699,57 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
     ctx.oidc.entity('AccessToken', token);
     const value: string = await token.save();
     counters.tokenExchange++;
+    // A JWT was asked for (e.g. an identity-chaining grant): say so, and it is no access token here (N_A).
+    const asJwt = requestedType === JWT_TOKEN_TYPE;
     ctx.body = {
       access_token: value,
-      issued_token_type: ACCESS_TOKEN_TYPE,
-      token_type: 'Bearer',
+      issued_token_type: asJwt ? JWT_TOKEN_TYPE : ACCESS_TOKEN_TYPE,
+      token_type: asJwt ? 'N_A' : 'Bearer',
       expires_in: token.expiration,
       scope: token.scope || undefined,
     };
+  }
+
+  const trustedKeys = new Map((opts.trustedIssuers ?? []).map((t) => [t.issuer, jose.createRemoteJWKSet(new URL(t.jwksUri))]));
+
+  /**
+   * RFC 7523 §2.1 jwt-bearer for identity chaining: a JWT authorization grant signed by a trusted
+   * AS of another domain, audience this issuer, becomes an access token for the requested resource
+   * with the same subject and the grant's `act` chain.
+   */
+  async function jwtBearer(provider: ProviderInstance, ctx: OidcCtx): Promise<void> {
+    const { client, params } = ctx.oidc;
+    const param = (name: string): string | undefined => {
+      const value = params[name];
+      return Array.isArray(value) ? value[0] : value;
+    };
+    const assertion = param('assertion');
+    if (!assertion) throw new errors.InvalidRequest('missing required parameter assertion');
+    let claims: jose.JWTPayload;
+    try {
+      const iss = jose.decodeJwt(assertion).iss;
+      const keys = typeof iss === 'string' ? trustedKeys.get(iss) : undefined;
+      if (!keys) throw new Error('untrusted issuer');
+      ({ payload: claims } = await jose.jwtVerify(assertion, keys, { issuer: iss, audience: issuer, requiredClaims: ['exp', 'sub'] }));
+    } catch (err) {
+      throw new errors.InvalidGrant(`assertion is invalid: ${(err as Error).message}`);
+    }
+    const target = param('resource');
+    if (!target) throw new errors.InvalidTarget('resource is required');
+    const info = await getResourceServerInfo(ctx, target);
+    const requested = param('scope') !== undefined ? splitScope(param('scope')) : splitScope(info.scope);
+    const scopes = requested.filter((x) => info.scope.split(' ').includes(x));
+    const token = new provider.AccessToken({
+      accountId: claims.sub,
+      client,
+      gty: JWT_BEARER_GRANT,
+      scope: scopes.join(' ') || undefined,
+      resourceServer: new provider.ResourceServer(target, info),
+    });
+    if (claims.act) pendingExtraClaims.set(token, { act: claims.act });
+    ctx.oidc.entity('AccessToken', token);
+    const value: string = await token.save();
+    ctx.body = { access_token: value, token_type: 'Bearer', expires_in: token.expiration, scope: token.scope || undefined };
   }
 
   async function handleInteraction(provider: ProviderInstance, req: IncomingMessage, res: ServerResponse) {

@@ -6,6 +6,7 @@ import type { Principal } from './auth/principal.js'
 import type { RuntimeRoute } from './config/load.js'
 import type { GatewayError } from './errors.js'
 import type { ParsedBody } from './mcp/jsonrpc.js'
+import type { HttpFacts } from './proxy/path.js'
 
 export interface McpContext {
   body: ParsedBody
@@ -37,6 +38,13 @@ export interface RequestContext {
   /** Headers the credential stage adds toward the upstream (e.g. the exchanged token). */
   upstreamHeaders: Record<string, string> | undefined
   credential: CredentialRecord | undefined
+  /**
+   * API routes and egress targets: method, path under the prefix and query, the input for HTTP
+   * policy matching (headers are on the request itself). Undefined on MCP routes.
+   */
+  http: HttpFacts | undefined
+  /** Egress: the inbound request this call serves, as the MCP server reported it (correlation header). */
+  causedBy: string | undefined
   /** The policy decision (policy stage), for audit. */
   decision: AuditedDecision | undefined
   /**
@@ -72,6 +80,8 @@ export const newContext = (route: RuntimeRoute | undefined): RequestContext => (
   streaming: false,
   upstreamHeaders: undefined,
   credential: undefined,
+  http: undefined,
+  causedBy: undefined,
   decision: undefined,
   transformResponse: undefined,
 })

@@ -1,6 +1,7 @@
 /**
  * The one place where errors become HTTP responses: OAuth errors as RFC 6750 challenges,
- * MCP errors as JSON-RPC error objects, the rest as small JSON documents. 5xx bodies never
+ * MCP errors as JSON-RPC error objects on MCP routes, the rest as small JSON documents. API
+ * routes and the egress listener never answer with JSON-RPC: their clients are not MCP clients. 5xx bodies never
  * carry detail; every body carries the request id that the log and audit line carry.
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
@@ -49,14 +50,15 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, err: unk
     if (route && e.code !== 'GW_AUTH_UNAVAILABLE') {
       // MCP 2025-11-25: the 401 names the scopes needed to use the route; 403 the ones missing.
       const scope = e.scope ?? (route.scopesSupported.length > 0 ? route.scopesSupported.join(' ') : undefined)
-      reply.header('www-authenticate', bearerChallenge({ resourceMetadata: route.metadataUrl, error: oauthError, description: e.description, scope }))
+      reply.header('www-authenticate', bearerChallenge({ resourceMetadata: route.metadataUrl || undefined, error: oauthError, description: e.description, scope }))
     }
     const body: Record<string, unknown> = { error: oauthError ?? (e.statusCode === 503 ? 'temporarily_unavailable' : 'unauthorized'), request_id: requestId }
     if (e.description ?? (e.expose && oauthError)) body.error_description = e.description ?? spec.message
     if (e.code === 'GW_AUTH_INSUFFICIENT_SCOPE' && e.scope) body.scope = e.scope
     return reply.type('application/json').send(body)
   }
-  if (spec.protocol === 'jsonrpc') {
+  // Errors raised before a route is known (host check, no route) concern MCP clients only when the path is an MCP route.
+  if (spec.protocol === 'jsonrpc' && (route === undefined || route.kind === 'mcp')) {
     return reply.type('application/json').send({
       jsonrpc: '2.0',
       id: request.gw.mcp?.rpcId ?? null,

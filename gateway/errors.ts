@@ -39,6 +39,9 @@ export type Reason =
   | 'exchange-unavailable'
   | 'exchange-refused'
   | 'exchange-forbidden'
+  | 'path-invalid'
+  | 'egress-target'
+  | 'egress-address'
   | 'internal'
 
 export type Protocol = 'oauth' | 'jsonrpc' | 'plain'
@@ -82,6 +85,9 @@ export const ERROR_CATALOGUE = {
   GW_EXCHANGE_FAILED: { status: 502, reason: 'exchange-failed', protocol: 'jsonrpc', rpcCode: -32603, message: 'Could not obtain a credential for the upstream' },
   GW_EXCHANGE_UNAVAILABLE: { status: 503, reason: 'exchange-unavailable', protocol: 'jsonrpc', rpcCode: -32603, message: 'The authorization server is temporarily unavailable' },
   GW_EXCHANGE_FORBIDDEN: { status: 403, reason: 'exchange-forbidden', protocol: 'jsonrpc', rpcCode: -32003, message: 'No credential for this upstream may be issued to this caller' },
+  GW_HTTP_PATH_INVALID: { status: 400, reason: 'path-invalid', protocol: 'plain', message: 'Invalid request path' },
+  GW_EGRESS_TARGET_FORBIDDEN: { status: 403, reason: 'egress-target', protocol: 'plain', message: 'Target not allowed' },
+  GW_EGRESS_ADDRESS_FORBIDDEN: { status: 403, reason: 'egress-address', protocol: 'plain', message: 'Target address not allowed' },
   GW_INTERNAL: { status: 500, reason: 'internal', protocol: 'jsonrpc', rpcCode: -32603, message: 'Internal error' },
 } as const satisfies Record<string, ErrorSpec>
 

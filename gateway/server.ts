@@ -5,7 +5,11 @@
  *   onRequest   host check → route lookup → origin check → authenticate (principal or 401)
  *   body        raw JSON bytes (UTF-8 only)
  *   preHandler  MCP checks + strict parse → session owner → decide (policy/, when configured) → downstream credential
- *   handler     proxy to the upstream (JSON or SSE streamed)
+ *               (API routes: downstream credential only; no MCP parsing, no policy yet)
+ *   handler     proxy to the upstream (JSON or SSE streamed; API bodies streamed untouched)
+ *
+ * With `egress`, a second listener (egress/plugin.ts) takes the MCP server's own API calls through
+ * the same authenticate → credential → proxy stages, per allow-listed target.
  *   onResponse  audit line + metrics
  */
 import { randomUUID } from 'node:crypto'
@@ -22,6 +26,7 @@ import { sendError } from './error-handler.js'
 import { GatewayError } from './errors.js'
 import { CredentialBroker } from './exchange/broker.js'
 import { credentialStage } from './exchange/plugin.js'
+import { buildEgressServer } from './egress/plugin.js'
 import { checkMcpRequest, registerJsonBodyParser, registerResourceMetadata } from './mcp/plugin.js'
 import { buildAdminServer, type ReadinessCheck } from './observability/admin.js'
 import { auditRecord } from './observability/audit.js'
@@ -29,6 +34,7 @@ import { createMetrics, type Metrics } from './observability/metrics.js'
 import type { Bridge } from './bridge/bridge.js'
 import type { PolicyEngine } from './policy/engine.js'
 import { createPolicyEngine, policyStage } from './policy/plugin.js'
+import { restUnder } from './proxy/path.js'
 import { registerRouteProxy } from './proxy/plugin.js'
 import { SessionRegistry } from './session/binding.js'
 import { checkSessionHook, observeSessions } from './session/plugin.js'
@@ -53,11 +59,13 @@ export interface Gateway {
   logger: Logger
   /** The policy set in force and its reloads; undefined without a `policies:` section. */
   policies: PolicyEngine | undefined
+  /** The egress listener, when `egress` is configured. */
+  egress: FastifyInstance | undefined
   /** Extra readiness checks registered by later stages. */
   readiness: ReadinessCheck[]
   /** Bridges serving the routes whose upstream is stdio or legacy SSE, by route name. */
   bridges: ReadonlyMap<string, Bridge>
-  start(): Promise<{ url: string; adminUrl: string }>
+  start(): Promise<{ url: string; adminUrl: string; egressUrl?: string }>
   close(): Promise<void>
 }
 
@@ -76,6 +84,9 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
   const validator: TokenValidator = new TokenValidator(config, { store, logger, metrics, ...(opaque ? { opaque } : {}), ...(deps.now ? { now: deps.now } : {}) })
 
   const routesByPath = new Map(config.routes.map((r) => [r.path, r]))
+  // API routes match by prefix, the longest first; an exact MCP path wins over them.
+  const apiRoutes = config.routes.filter((r) => r.kind === 'api').sort((a, b) => b.path.length - a.path.length)
+  const routeFor = (path: string) => routesByPath.get(path) ?? apiRoutes.find((r) => restUnder(path, r.path) !== undefined)
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
@@ -94,7 +105,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
   app.decorateRequest('gw', null as never)
   app.addHook('onRequest', async (request) => {
     const q = request.url.indexOf('?')
-    request.gw = newContext(routesByPath.get(q === -1 ? request.url : request.url.slice(0, q)))
+    request.gw = newContext(routeFor(q === -1 ? request.url : request.url.slice(0, q)))
     // DNS-rebinding defence (SHTTP-02): only the configured public host names are served.
     const host = request.headers.host?.toLowerCase()
     if (!host || !config.server.allowedHosts.has(host)) throw new GatewayError('GW_HTTP_MISDIRECTED', { detail: 'host not allowed' })
@@ -138,14 +149,20 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
       bridges.set(route.name, bridge)
       target = await bridge.listen()
     }
-    await registerRouteProxy(
-      app,
-      route,
-      { onRequest: [authenticate], preHandler: [checkMcpRequest, checkSession, ...decide, ...(deps.stages?.(route) ?? []), ...credentialStage(broker, route)], onUpstreamResponse: [sessionObserver] },
-      metrics,
-      target,
-    )
+    // API routes: no MCP parsing, no sessions, no MCP policy; request.gw.http is kept for HTTP policies.
+    const mcp = route.kind === 'mcp'
+    const preHandler = [...(mcp ? [checkMcpRequest, checkSession, ...decide] : []), ...(deps.stages?.(route) ?? []), ...credentialStage(broker, route)]
+    await registerRouteProxy(app, route, { onRequest: [authenticate], preHandler, onUpstreamResponse: mcp ? [sessionObserver] : [] }, metrics, target)
   }
+  const egress = config.egress
+    ? await buildEgressServer(config.egress, {
+        logger,
+        metrics,
+        authenticate,
+        stages: (target) => [...(deps.stages?.(target) ?? []), ...credentialStage(broker, target)],
+        maxHeaderSize: config.server.maxHeaderSize,
+      })
+    : undefined
 
   const readiness: ReadinessCheck[] = []
   let draining = false
@@ -171,6 +188,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     metrics,
     logger,
     policies,
+    egress,
     readiness,
     bridges,
     async start() {
@@ -178,8 +196,9 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
       if (config.policies?.watch) policies?.watch()
       const url = await app.listen({ host: config.server.listen.host, port: config.server.listen.port })
       const adminUrl = await admin.listen({ host: config.admin.listen.host, port: config.admin.listen.port })
-      logger.info({ event: 'gateway.started', url, adminUrl, routes: config.routes.map((r) => ({ name: r.name, path: r.path, resource: r.resource })) }, 'mcp-warden listening')
-      return { url, adminUrl }
+      const egressUrl = egress && config.egress ? await egress.listen({ host: config.egress.listen.host, port: config.egress.listen.port }) : undefined
+      logger.info({ event: 'gateway.started', url, adminUrl, egressUrl, routes: config.routes.map((r) => ({ name: r.name, kind: r.kind, path: r.path, resource: r.resource })) }, 'mcp-warden listening')
+      return { url, adminUrl, ...(egressUrl ? { egressUrl } : {}) }
     },
     async close() {
       draining = true
@@ -187,8 +206,11 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
       // In-flight requests, SSE streams included, get the grace period; then the rest are cut.
       const force = setTimeout(() => app.server.closeAllConnections(), config.server.shutdownGraceMs)
       force.unref()
-      await app.close()
+      const forceEgress = egress && setTimeout(() => egress.server.closeAllConnections(), config.server.shutdownGraceMs)
+      forceEgress?.unref()
+      await Promise.all([app.close(), egress?.close()])
       clearTimeout(force)
+      clearTimeout(forceEgress)
       await admin.close()
       // No child process outlives the gateway.
       await Promise.allSettled([...bridges.values()].map((b) => b.close()))

@@ -4,7 +4,8 @@
  * but are escaped anyway so a bad config cannot break the header grammar.
  */
 export interface ChallengeParams {
-  resourceMetadata: string
+  /** Absent only where no metadata is published (the egress listener). */
+  resourceMetadata?: string | undefined
   error?: 'invalid_request' | 'invalid_token' | 'insufficient_scope' | undefined
   description?: string | undefined
   scope?: string | undefined
@@ -18,6 +19,6 @@ export function bearerChallenge(p: ChallengeParams): string {
   if (p.error) parts.push(`error=${quote(p.error)}`)
   if (p.error && p.description) parts.push(`error_description=${quote(p.description)}`)
   if (p.scope) parts.push(`scope=${quote(p.scope)}`)
-  parts.push(`resource_metadata=${quote(p.resourceMetadata)}`)
-  return `Bearer ${parts.join(', ')}`
+  if (p.resourceMetadata) parts.push(`resource_metadata=${quote(p.resourceMetadata)}`)
+  return parts.length > 0 ? `Bearer ${parts.join(', ')}` : 'Bearer'
 }

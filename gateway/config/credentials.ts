@@ -34,6 +34,18 @@ export interface TokenExchangeStrategy extends Common, TokenRequestOptions {
   readonly actorToken: boolean
 }
 
+/**
+ * Cross-domain identity chaining (draft-ietf-oauth-identity-chaining): RFC 8693 at the home AS
+ * for a JWT authorization grant whose audience is the target AS, then RFC 7523 jwt-bearer at the
+ * target AS for an access token to `resource`/`audience`.
+ */
+export interface IdentityChainingStrategy extends Common, TokenRequestOptions {
+  readonly kind: 'identity-chaining'
+  readonly targetIssuer: string
+  readonly subjectTokenType: TokenTypeName
+  readonly scope: readonly string[]
+}
+
 export interface ClientCredentialsStrategy extends Common, TokenRequestOptions {
   readonly kind: 'client-credentials'
   readonly scope: readonly string[]
@@ -58,7 +70,7 @@ export interface PassthroughStrategy extends Common {
   readonly kind: 'passthrough'
 }
 
-export type CredentialStrategy = TokenExchangeStrategy | ClientCredentialsStrategy | StaticStrategy | IdentityHeadersStrategy | PassthroughStrategy
+export type CredentialStrategy = TokenExchangeStrategy | IdentityChainingStrategy | ClientCredentialsStrategy | StaticStrategy | IdentityHeadersStrategy | PassthroughStrategy
 
 export interface RuntimeCredentials {
   /** In order; the first whose `when` fits the caller is used. */
@@ -68,6 +80,7 @@ export interface RuntimeCredentials {
 /** Keys each strategy takes besides strategy/when (which every entry has). */
 const KEYS: Record<CredentialStrategy['kind'], readonly string[]> = {
   'token-exchange': ['issuer', 'resource', 'audience', 'scopes', 'subjectTokenType', 'requestedTokenType', 'actorToken', 'safetyMargin', 'timeout'],
+  'identity-chaining': ['issuer', 'targetIssuer', 'resource', 'audience', 'scope', 'subjectTokenType', 'safetyMargin', 'timeout'],
   'client-credentials': ['issuer', 'resource', 'audience', 'scope', 'safetyMargin', 'timeout'],
   static: ['header', 'scheme', 'value'],
   'identity-headers': ['headers', 'jwt'],
@@ -136,6 +149,7 @@ function normalizeStrategy(s: CredentialStrategyInput, ctx: CredentialsContext):
   let out: CredentialStrategy | undefined
   switch (kind) {
     case 'token-exchange':
+    case 'identity-chaining':
     case 'client-credentials': {
       const issuer = pickIssuer(s, ctx)
       if (!s.resource && !s.audience) err([], `${kind} needs resource and/or audience naming the upstream`)
@@ -146,6 +160,15 @@ function normalizeStrategy(s: CredentialStrategyInput, ctx: CredentialsContext):
       const request = { issuer: issuer ?? '', resource: s.resource, audience: s.audience, safetyMarginMs: parseDuration(s.safetyMargin), timeoutMs: parseDuration(s.timeout) }
       if (kind === 'client-credentials') {
         out = { kind, when: s.when, ...request, scope: s.scope ?? [] }
+        break
+      }
+      if (kind === 'identity-chaining') {
+        const target = s.targetIssuer === undefined ? undefined : ctx.issuers[s.targetIssuer]
+        if (s.targetIssuer === undefined) err([], 'identity-chaining needs targetIssuer: the AS of the target domain (a name under issuers:)')
+        else if (!target) err(['targetIssuer'], `unknown issuer "${s.targetIssuer}"`)
+        else if (!target.client) err(['targetIssuer'], `issuers.${s.targetIssuer} has no client registration for mcp-warden`)
+        else if (s.targetIssuer === issuer) err(['targetIssuer'], 'targetIssuer is the home issuer: use token-exchange within one domain')
+        out = { kind, when: s.when, ...request, targetIssuer: s.targetIssuer ?? '', subjectTokenType: s.subjectTokenType, scope: s.scope ?? [] }
         break
       }
       if (s.actorToken && issuer && ctx.issuers[issuer]?.client?.auth !== 'private_key_jwt') {

@@ -8,6 +8,7 @@ import { dirname, resolve } from 'node:path'
 import { ConfigError, type ConfigProblem } from '../errors.js'
 import { GatewayConfigSchema, type GatewayConfigInput, type IssuerInput, type RouteInput, type SecretSourceInput } from './schema.js'
 import { normalizeCredentials, type RuntimeCredentials } from './credentials.js'
+import { normalizeEgress, type RuntimeEgress } from './egress.js'
 import { resolveSecret, Secret } from './secrets.js'
 import { parseDuration, parseSize } from './units.js'
 import { parseYamlSource, problemAt, validateAgainst, type YamlSource } from './yaml-source.js'
@@ -57,6 +58,11 @@ export interface RuntimeOAuthClient {
 
 export interface RuntimeRoute {
   readonly name: string
+  /**
+   * mcp: an MCP server on an exact path. api: a plain HTTP API under a path prefix. egress: an
+   * allow-listed API behind the egress listener (config/egress.ts), never on the public listener.
+   */
+  readonly kind: 'mcp' | 'api' | 'egress'
   readonly path: string
   readonly upstream: RuntimeUpstream
   /** Canonical resource identifier (RFC 8707 / RFC 9728 `resource`). */
@@ -74,6 +80,8 @@ export interface RuntimeRoute {
   readonly streams: { readonly maxDurationMs: number; readonly maxPerCaller: number }
   /** How the upstream credential is obtained; undefined = the upstream receives none. */
   readonly credentials: RuntimeCredentials | undefined
+  /** egress only: loopback/private/link-local ranges (CIDR) the target may resolve to. */
+  readonly allowAddresses: readonly string[]
 }
 
 /**
@@ -125,6 +133,8 @@ export interface RuntimeConfig {
   readonly admin: { readonly listen: { readonly host: string; readonly port: number } }
   readonly issuers: ReadonlyMap<string, RuntimeIssuer>
   readonly routes: readonly RuntimeRoute[]
+  /** The egress listener for the MCP server's own API calls (docs/egress.md). */
+  readonly egress: RuntimeEgress | undefined
   readonly cache: { readonly redis: { readonly url: Secret; readonly keyPrefix: string; readonly commandTimeoutMs: number; readonly encryptionKey: Secret | undefined } | undefined }
   readonly logging: { readonly level: string }
   readonly sessions: { readonly ttlMs: number }
@@ -204,7 +214,7 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
       problems.push(problemAt(src, at('scopesSupported'), 'offline_access should not be advertised (MCP scope minimisation)', 'warning'))
     }
     const credentials = normalizeCredentials(r.credentials, { src, at: at('credentials'), routeIssuers: r.issuers, issuers: input.issuers, baseDir, env, problems })
-    const route = { ...normalizeRoute(src, r, i, origin, baseDir, env, problems, warnings), credentials }
+    const route = { ...normalizeRoute(src, r, i, origin, baseDir, env, problems, warnings), credentials, allowAddresses: [] }
     if (seenMetadata.has(route.metadataPath) && !dupPath) problems.push(problemAt(src, at('resource'), 'two routes share one resource identifier'))
     seenMetadata.set(route.metadataPath, i)
     routes.push(route)
@@ -216,7 +226,7 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
     const resolved = typeof r.url === 'string' ? resolveSecret({ value: r.url }, baseDir, env) : resolveSecret(r.url, baseDir, env)
     if (!resolved.ok) problems.push(problemAt(src, ['cache', 'redis', 'url'], resolved.message))
     else redis = { url: resolved.secret, keyPrefix: r.keyPrefix, commandTimeoutMs: parseDuration(r.commandTimeout), encryptionKey: encryptionKey(src, r.encryptionKey, baseDir, env, problems) }
-    if (redis && !redis.encryptionKey && routes.some((rt) => rt.credentials?.strategies.some((st) => st.kind === 'token-exchange' || st.kind === 'client-credentials'))) {
+    if (redis && !redis.encryptionKey && routes.some((rt) => rt.credentials?.strategies.some((st) => st.kind === 'token-exchange' || st.kind === 'identity-chaining' || st.kind === 'client-credentials'))) {
       problems.push(problemAt(src, ['cache', 'redis'], 'no encryptionKey: tokens issued for upstreams are cached per replica only, not in Redis', 'warning'))
     }
   } else {
@@ -230,6 +240,7 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
     rawArguments: input.policies.audit.rawArguments,
   }
   if (!policies) warnings.push('no policies configured: every authenticated request is forwarded (add a policies: section for per-tool decisions)')
+  const egress = input.egress && normalizeEgress(input.egress, { src, issuers: input.issuers, baseDir, env, problems })
 
   const allowedHosts = new Set((input.server.allowedHosts ?? [publicUrl.host]).map((h) => h.toLowerCase()))
   return {
@@ -246,6 +257,7 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
     admin: { listen: { host: input.admin.listen.host, port: input.admin.listen.port } },
     issuers,
     routes,
+    egress,
     cache: { redis },
     logging: { level: input.logging.level },
     sessions: { ttlMs: parseDuration(input.sessions.ttl) },
@@ -393,7 +405,7 @@ function normalizeUpstream(src: YamlSource, r: RouteInput, i: number, baseDir: s
   }
 }
 
-function normalizeRoute(src: YamlSource, r: RouteInput, i: number, origin: string, baseDir: string, env: NodeJS.ProcessEnv, problems: ConfigProblem[], warnings: string[]): Omit<RuntimeRoute, 'credentials'> {
+function normalizeRoute(src: YamlSource, r: RouteInput, i: number, origin: string, baseDir: string, env: NodeJS.ProcessEnv, problems: ConfigProblem[], warnings: string[]): Omit<RuntimeRoute, 'credentials' | 'allowAddresses'> {
   const resource = r.resource ?? `${origin}${r.path}`
   let metadataPath = `${PRM_WELL_KNOWN}${r.path}`
   try {
@@ -407,6 +419,7 @@ function normalizeRoute(src: YamlSource, r: RouteInput, i: number, origin: strin
   }
   return {
     name: r.name,
+    kind: r.kind,
     path: r.path,
     upstream: normalizeUpstream(src, r, i, baseDir, env, problems, warnings),
     resource,

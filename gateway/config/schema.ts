@@ -130,14 +130,18 @@ const HeaderName = Type.String({ pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$', desc
  */
 export const CredentialStrategySchema = Type.Object(
   {
-    strategy: Type.Union(['token-exchange', 'client-credentials', 'static', 'identity-headers', 'passthrough'].map((s) => Type.Literal(s)), {
-      description: 'token-exchange (RFC 8693, per user), client-credentials (mcp-warden itself), static (a secret header), identity-headers (verified caller facts), passthrough (unsafe, violates MCP).',
+    strategy: Type.Union(['token-exchange', 'identity-chaining', 'client-credentials', 'static', 'identity-headers', 'passthrough'].map((s) => Type.Literal(s)), {
+      description:
+        'token-exchange (RFC 8693, per user), identity-chaining (cross-domain: a JWT grant from the home AS redeemed at targetIssuer with RFC 7523 jwt-bearer), client-credentials (mcp-warden itself), static (a secret header), identity-headers (verified caller facts), passthrough (unsafe, violates MCP).',
     }),
     when: Type.Union([Type.Literal('user'), Type.Literal('app'), Type.Literal('any')], {
       default: 'any',
       description: 'In a chain: user = the token has a user behind it, app = app-only (client credentials) token, any. The first matching entry is used. Default any.',
     }),
     issuer: Type.Optional(Type.String({ description: 'Issuer (name under `issuers:`) whose token endpoint and `client` registration are used. Default: the first issuer of the route that has a client.' })),
+    targetIssuer: Type.Optional(
+      Type.String({ description: "identity-chaining: the target domain's AS (name under `issuers:`, with a `client`): the JWT grant is made for its issuer and redeemed at its token endpoint." }),
+    ),
     resource: Type.Optional(Type.String({ format: 'uri', description: 'RFC 8707 resource indicator of the upstream, sent as `resource`; the issued token must name it in `aud`.' })),
     audience: Type.Optional(Type.String({ minLength: 1, description: 'RFC 8693 `audience` of the upstream (a logical name), sent as `audience`.' })),
     scopes: Type.Optional(
@@ -221,9 +225,13 @@ const StdioUpstream = Type.Object(
 export const RouteSchema = Type.Object(
   {
     name: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$', description: 'Route name, used in metrics, logs and policies.' }),
+    kind: Type.Union([Type.Literal('mcp'), Type.Literal('api')], {
+      default: 'mcp',
+      description: 'mcp (default): an MCP server, matched on its exact path, bodies parsed as JSON-RPC. api: a plain HTTP API, matched on a path prefix (path and path/…), bodies and responses passed through untouched. See docs/egress.md.',
+    }),
     path: Type.String({
       pattern: '^/[A-Za-z0-9._~!$&\'()*+,;=:@/-]*[^/]$|^/$',
-      description: 'Exact request path of this MCP endpoint on the gateway, e.g. /mcp/github. No trailing slash; matched exactly (no prefix match, no normalisation).',
+      description: 'MCP routes: exact request path, e.g. /mcp/github. API routes: the path prefix, e.g. /api/orders (serves /api/orders and /api/orders/…). No trailing slash; no normalisation.',
     }),
     upstream: Type.Object(
       {
@@ -265,7 +273,43 @@ export const RouteSchema = Type.Object(
     ),
     credentials: Type.Optional(CredentialsSchema),
   },
-  { ...Strict, description: 'One protected MCP endpoint: a path on the gateway in front of one upstream MCP server.' },
+  { ...Strict, description: 'One protected endpoint: a path on the gateway in front of one upstream MCP server (or plain HTTP API with kind: api).' },
+)
+
+const Cidr = Type.String({ pattern: '^[0-9a-fA-F:.]+(/[0-9]{1,3})?$', description: 'An IPv4 or IPv6 address or CIDR range, e.g. 10.0.0.0/8 or 127.0.0.1.' })
+
+/** One API an MCP server may call through the egress listener. */
+export const EgressTargetSchema = Type.Object(
+  {
+    name: Type.String({
+      pattern: '^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$',
+      description: 'First path segment that selects this target on the egress listener (GET http://<egress>/<name>/rest). Often the API host name, e.g. orders.example.com.',
+    }),
+    url: Type.String({ ...HttpUrl, description: 'Base URL of the API; the rest of the request path is appended to its path.' }),
+    allowAddresses: Type.Array(Cidr, {
+      default: [],
+      description: 'Loopback, private or link-local addresses this target may resolve to. Default none: such addresses are refused (SSRF defence), checked on the resolved address of every connection.',
+    }),
+    timeout: Type.String({ ...Duration, default: '30s', description: 'Time to wait for the API response headers. Default 30s.' }),
+    idleTimeout: Type.String({ ...Duration, default: '5m', description: 'Maximum silence on a streaming response. Default 5m.' }),
+    connections: Type.Integer({ minimum: 1, default: 16, description: 'Pooled connections to this API. Default 16.' }),
+    credentials: Type.Optional(CredentialsSchema),
+  },
+  { ...Strict, description: 'An allow-listed API. Requests for anything else are refused (no open proxy).' },
+)
+
+export const EgressSchema = Type.Object(
+  {
+    listen: Listen,
+    issuers: Type.Array(Type.String(), { minItems: 1, description: 'Issuers whose tokens the MCP server may present on the egress listener.' }),
+    resource: Type.String({
+      format: 'uri',
+      description: "The MCP server's own resource identifier: a presented token must name it in aud (it is the resource of the token-exchange credential on the MCP server's route).",
+    }),
+    correlationHeader: Type.String({ ...HeaderName, default: 'x-request-id', description: 'Header the MCP server copies from the inbound request it is serving, recorded as the cause of the egress call (besides traceparent). Default x-request-id.' }),
+    targets: Type.Array(EgressTargetSchema, { minItems: 1 }),
+  },
+  { ...Strict, description: "Egress mode: a local listener for the MCP server's own outbound API calls. See docs/egress.md." },
 )
 
 export const GatewayConfigSchema = Type.Object(
@@ -301,6 +345,7 @@ export const GatewayConfigSchema = Type.Object(
       description: 'Authorization servers, by name.',
     }),
     routes: Type.Array(RouteSchema, { minItems: 1 }),
+    egress: Type.Optional(EgressSchema),
     cache: Type.Object(
       {
         redis: Type.Optional(
@@ -360,6 +405,7 @@ export const GatewayConfigSchema = Type.Object(
 export type GatewayConfigInput = Static<typeof GatewayConfigSchema>
 export type IssuerInput = Static<typeof IssuerSchema>
 export type RouteInput = Static<typeof RouteSchema>
+export type EgressInput = Static<typeof EgressSchema>
 export type SecretSourceInput = Static<typeof SecretSource>
 export type CredentialsInput = Static<typeof CredentialsSchema>
 export type CredentialStrategyInput = Static<typeof CredentialStrategySchema>

@@ -14,6 +14,7 @@ import type { SharedStore } from '../cache/store.js'
 import type {
   ClientCredentialsStrategy,
   CredentialStrategy,
+  IdentityChainingStrategy,
   IdentityHeadersStrategy,
   RuntimeCredentials,
   TokenExchangeStrategy,
@@ -24,9 +25,13 @@ import { GatewayError } from '../errors.js'
 import { importPrivateKey, OAuthClient, OAuthRequestError, type SigningKey } from '../oauth/client.js'
 import type { Metrics } from '../observability/metrics.js'
 import { cacheKey, CredentialCache, type Cached } from './cache.js'
-import { acceptTokenResponse, InvalidTokenResponse, TOKEN_TYPE_URN, digestOf, type Expectation } from './issued.js'
+import { acceptTokenResponse, InvalidTokenResponse, TOKEN_TYPE_URN, digestOf, type Expectation, type IssuedToken } from './issued.js'
 
 const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange'
+/** RFC 7523 §2.1: an assertion as an authorization grant. */
+export const JWT_BEARER_GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer'
+
+type TokenRequestStrategy = TokenExchangeStrategy | IdentityChainingStrategy | ClientCredentialsStrategy
 
 export interface Caller {
   principal: Principal
@@ -83,6 +88,8 @@ export class CredentialBroker {
     switch (strategy.kind) {
       case 'token-exchange':
         return this.#exchange(route, strategy, caller)
+      case 'identity-chaining':
+        return this.#chain(route, strategy, caller)
       case 'client-credentials':
         return this.#clientCredentials(route, strategy, caller)
       case 'static':
@@ -135,8 +142,61 @@ export class CredentialBroker {
         fields.actor_token = await client.signAssertion(this.#deps.issuers.get(s.issuer)!.issuer)
         fields.actor_token_type = TOKEN_TYPE_URN.jwt
       }
-      return { fields, endpoint, expect: { requestedTokenType: s.requestedTokenType, subjectToken: caller.token, subject: principal.subject } }
+      return this.#request(s.issuer, endpoint, fields, s, { requestedTokenType: s.requestedTokenType, subjectToken: caller.token, subject: principal.subject, audiences: audiencesOf(s) })
     })
+  }
+
+  /**
+   * Identity chaining across trust domains (draft-ietf-oauth-identity-chaining, XDOM-06): the
+   * home AS trades the caller's token for a JWT authorization grant whose audience is the target
+   * AS; the target AS redeems it (RFC 7523 jwt-bearer) for a token to the target API. The grant is
+   * used once and never cached; the final token is cached like an exchanged one.
+   */
+  async #chain(route: RuntimeRoute, s: IdentityChainingStrategy, caller: Caller): Promise<UpstreamCredential> {
+    const { principal } = caller
+    const target = this.#deps.issuers.get(s.targetIssuer)!
+    const subjectTokenType = principal.tokenKind === 'jwt' ? s.subjectTokenType : 'access_token'
+    const scope = [...s.scope].sort().join(' ')
+    const key = cacheKey([s.kind, principal.issuer, principal.subject, this.#client(s.issuer).clientId, target.issuer, this.#client(s.targetIssuer).clientId, s.resource ?? '', s.audience ?? '', scope, digestOf(caller.token)])
+    return this.#cached(route, s, key, principal.expiresAt * 1000, async () => {
+      const grant = await this.#request(
+        s.issuer,
+        await this.#tokenEndpoint(s.issuer),
+        {
+          grant_type: TOKEN_EXCHANGE_GRANT,
+          subject_token: caller.token,
+          subject_token_type: TOKEN_TYPE_URN[subjectTokenType],
+          requested_token_type: TOKEN_TYPE_URN.jwt,
+          // The grant is for the target AS, not the API: its audience is that AS's issuer.
+          audience: target.issuer,
+          ...(scope ? { scope } : {}),
+        },
+        s,
+        { requestedTokenType: 'jwt', subjectToken: caller.token, subject: principal.subject, audiences: [target.issuer] },
+      )
+      const fields: Record<string, string> = { grant_type: JWT_BEARER_GRANT, assertion: grant.token }
+      if (s.resource) fields.resource = s.resource
+      if (s.audience) fields.audience = s.audience
+      if (scope) fields.scope = scope
+      try {
+        // The target domain may map the subject to its own identifier: sub is not compared.
+        return await this.#request(s.targetIssuer, await this.#tokenEndpoint(s.targetIssuer), fields, s, { subjectToken: caller.token, audiences: audiencesOf(s) })
+      } catch (e) {
+        // A refused grant is a trust set-up problem between the domains, not the caller's token.
+        if (e instanceof OAuthRequestError && (e.kind === 'invalid_grant' || e.kind === 'invalid_request' || e.kind === 'unsupported_grant_type' || e.kind === 'unauthorized_client')) {
+          throw new GatewayError('GW_EXCHANGE_FAILED', { detail: `jwt-bearer at issuer ${s.targetIssuer}: ${e.kind}` })
+        }
+        throw e
+      }
+    })
+  }
+
+  async #request(issuerName: string, endpoint: string, fields: Record<string, string>, s: TokenRequestStrategy, expect: Omit<Expectation, 'now'>): Promise<IssuedToken> {
+    const body = await this.#client(issuerName).postForm(endpoint, fields, s.timeoutMs)
+    const issued = acceptTokenResponse(body, { ...expect, now: this.#now() })
+    // The other domain's token must not be the one we presented either.
+    if (fields.assertion !== undefined && issued.token === fields.assertion) throw new InvalidTokenResponse('the AS returned the assertion itself')
+    return issued
   }
 
   async #clientCredentials(route: RuntimeRoute, s: ClientCredentialsStrategy, caller: Caller): Promise<UpstreamCredential> {
@@ -149,24 +209,16 @@ export class CredentialBroker {
       if (s.audience) fields.audience = s.audience
       if (s.scope.length > 0) fields.scope = s.scope.join(' ')
       // The caller's token is not sent, but it must not come back either.
-      return { fields, endpoint, expect: { subjectToken: caller.token } }
+      return this.#request(s.issuer, endpoint, fields, s, { subjectToken: caller.token, audiences: audiencesOf(s) })
     })
   }
 
-  async #cached(
-    route: RuntimeRoute,
-    s: TokenExchangeStrategy | ClientCredentialsStrategy,
-    key: string,
-    notAfter: number,
-    prepare: () => Promise<{ fields: Record<string, string>; endpoint: string; expect: Omit<Expectation, 'audiences' | 'now'> }>,
-  ): Promise<UpstreamCredential> {
+  async #cached(route: RuntimeRoute, s: TokenRequestStrategy, key: string, notAfter: number, obtain: () => Promise<IssuedToken>): Promise<UpstreamCredential> {
     const { cached, source } = await this.#cache.get(key, async (): Promise<Cached> => {
       const started = performance.now()
       let outcome: Outcome = 'error'
       try {
-        const { fields, endpoint, expect } = await prepare()
-        const body = await this.#client(s.issuer).postForm(endpoint, fields, s.timeoutMs)
-        const issued = acceptTokenResponse(body, { ...expect, audiences: [s.resource, s.audience].filter((a) => a !== undefined), now: this.#now() })
+        const issued = await obtain()
         outcome = 'ok'
         return { issued, reuseUntil: Math.min(issued.expiresAt - s.safetyMarginMs, notAfter) }
       } catch (e) {
@@ -187,7 +239,7 @@ export class CredentialBroker {
     }
   }
 
-  #toGatewayError(e: unknown, s: TokenExchangeStrategy | ClientCredentialsStrategy): GatewayError {
+  #toGatewayError(e: unknown, s: TokenRequestStrategy): GatewayError {
     if (e instanceof GatewayError) return e
     if (e instanceof InvalidTokenResponse) return new GatewayError('GW_EXCHANGE_FAILED', { detail: `exchange_invalid_response: ${e.why}` })
     if (!(e instanceof OAuthRequestError)) return new GatewayError('GW_EXCHANGE_FAILED', { detail: 'token request failed', cause: e })
@@ -196,7 +248,7 @@ export class CredentialBroker {
       return new GatewayError('GW_EXCHANGE_UNAVAILABLE', { detail, retryAfter: 5 })
     }
     // RFC 8693 §2.2.2: the subject token was refused, so the caller must authenticate again (TX-07).
-    if (s.kind === 'token-exchange' && (e.kind === 'invalid_grant' || e.kind === 'invalid_request')) {
+    if (s.kind !== 'client-credentials' && (e.kind === 'invalid_grant' || e.kind === 'invalid_request')) {
       return new GatewayError('GW_AUTH_INVALID_TOKEN', { reason: 'exchange-refused', detail, description: 'The access token cannot be used for this upstream' })
     }
     if (e.kind === 'invalid_target' || e.kind === 'invalid_scope') return new GatewayError('GW_EXCHANGE_FORBIDDEN', { detail })
@@ -264,6 +316,8 @@ export class CredentialBroker {
     return { headers, record: { strategy: 'identity-headers', tokenId: jti } }
   }
 }
+
+const audiencesOf = (s: TokenRequestStrategy): string[] => [s.resource, s.audience].filter((a) => a !== undefined)
 
 /** Upstream scopes for the caller's scopes, sorted so equal sets share a cache entry. */
 export function narrowScope(map: ReadonlyMap<string, readonly string[]>, held: ReadonlySet<string>): string[] {

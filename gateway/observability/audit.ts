@@ -6,6 +6,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { auditablePrincipal } from '../auth/principal.js'
 import type { AuditedDecision, CredentialRecord } from '../context.js'
+import { parseTraceparent } from './trace.js'
 
 export interface AuditRecord {
   requestId: string
@@ -21,6 +22,12 @@ export interface AuditRecord {
   streaming: boolean
   /** Upstream credential strategy and the downstream token's jti or digest (never the token). */
   credential: CredentialRecord | undefined
+  /** API routes and egress: the path under the prefix (never the query: values may be personal). */
+  http: { path: string } | undefined
+  /** W3C trace id of the request (`traceparent`), the link between an MCP call and its egress calls. */
+  traceId: string | undefined
+  /** Egress: request id of the inbound MCP request this call serves, as reported by the MCP server. */
+  causedBy: string | undefined
   latencyMs: number
 }
 
@@ -46,6 +53,9 @@ export function auditRecord(request: FastifyRequest, reply: FastifyReply): Audit
     decision: gw.decision,
     streaming: gw.streaming,
     credential: gw.credential,
+    http: gw.http && { path: gw.http.path },
+    traceId: parseTraceparent(request.headers.traceparent)?.traceId,
+    causedBy: gw.causedBy,
     latencyMs: Math.round(reply.elapsedTime * 100) / 100,
   }
 }

@@ -11,7 +11,31 @@ export interface ForwardContext {
   host: string
   clientIp: string
   proto: string
+  /** API routes and egress: the HTTP semantics headers below pass too. */
+  api?: boolean
 }
+
+/**
+ * What a plain HTTP API needs besides the MCP list: the framing and encoding of a body passed
+ * through untouched, content negotiation, conditional and range requests. Still an allow-list:
+ * identity, cookies and forwarding information never pass.
+ */
+export const API_FORWARDED_REQUEST_HEADERS = new Set([
+  'content-length',
+  'content-encoding',
+  'content-language',
+  'accept-encoding',
+  'accept-language',
+  'cache-control',
+  'if-match',
+  'if-none-match',
+  'if-modified-since',
+  'if-unmodified-since',
+  'if-range',
+  'range',
+  'prefer',
+  'idempotency-key',
+])
 
 export function upstreamRequestHeaders(inbound: IncomingHttpHeaders, ctx: ForwardContext): Record<string, string> {
   const out: Record<string, string> = {}
@@ -19,7 +43,7 @@ export function upstreamRequestHeaders(inbound: IncomingHttpHeaders, ctx: Forwar
   const hop = new Set((typeof inbound.connection === 'string' ? inbound.connection : '').split(',').map((s) => s.trim().toLowerCase()))
   for (const [name, value] of Object.entries(inbound)) {
     if (value === undefined || hop.has(name)) continue
-    if (FORWARDED_REQUEST_HEADERS.has(name) || FORWARDED_REQUEST_HEADER_PREFIXES.some((p) => name.startsWith(p))) {
+    if (FORWARDED_REQUEST_HEADERS.has(name) || FORWARDED_REQUEST_HEADER_PREFIXES.some((p) => name.startsWith(p)) || (ctx.api && API_FORWARDED_REQUEST_HEADERS.has(name))) {
       out[name] = Array.isArray(value) ? value.join(', ') : value
     }
   }

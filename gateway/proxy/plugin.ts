@@ -1,23 +1,25 @@
 /**
- * Forwarding to upstream MCP servers with @fastify/reply-from (undici pools, one per route).
- * POST bodies are the exact bytes the MCP stage parsed; SSE responses are streamed through
- * without buffering; the upstream's own challenges and cookies never reach the client.
+ * Forwarding with @fastify/reply-from (undici pools, one per route). MCP routes: POST bodies are
+ * the exact bytes the MCP stage parsed. API routes and egress targets: request bodies and
+ * responses are streamed untouched, under a path prefix mapped by path.ts. SSE responses are
+ * streamed through without buffering; the upstream's own challenges and cookies never reach the
+ * client.
  */
 import replyFrom from '@fastify/reply-from'
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler, preHandlerHookHandler } from 'fastify'
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http'
-import type { Readable } from 'node:stream'
+import { pipeline, type Readable } from 'node:stream'
 import type { RuntimeRoute } from '../config/load.js'
 import { sendError } from '../error-handler.js'
 import { GatewayError } from '../errors.js'
 import type { Metrics } from '../observability/metrics.js'
-import { pipeline } from 'node:stream'
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js'
+import { DROPPED_QUERY, mapPath } from './path.js'
+import { rewriteJsonBody, sseRewriter } from './response-transform.js'
 import { callerKey, StreamCounter, streamDeadlineMs } from './streams.js'
 
 /** Sees every upstream response before it is relayed (session binding, bookkeeping). */
 export type UpstreamResponseObserver = (request: FastifyRequest, status: number, headers: IncomingHttpHeaders) => Promise<void>
-import { rewriteJsonBody, sseRewriter } from './response-transform.js'
 
 export interface RouteStages {
   onRequest: onRequestHookHandler[]
@@ -36,9 +38,6 @@ const ALLOW = 'GET, POST, DELETE'
 const CORS_ALLOW_HEADERS = 'Authorization, Content-Type, Accept, MCP-Protocol-Version, MCP-Session-Id, Last-Event-ID, Mcp-Method, Mcp-Name'
 const CORS_EXPOSE_HEADERS = 'WWW-Authenticate, MCP-Session-Id, MCP-Protocol-Version, X-Request-Id'
 
-/** Query parameters that must never travel upstream (a token in the URL is ignored, not used). */
-const DROPPED_QUERY = new Set(['access_token'])
-
 function filterQuery(search: string | undefined, reqUrl: string): string {
   const q = reqUrl.indexOf('?')
   if (q === -1) return search?.replace(/^\?/, '') ?? ''
@@ -49,36 +48,93 @@ function filterQuery(search: string | undefined, reqUrl: string): string {
   return upstream.toString()
 }
 
+/** undici connector options (egress: a lookup that checks every resolved address). */
+export interface ConnectOptions {
+  lookup?: (hostname: string, options: object, callback: (...args: never[]) => void) => void
+}
+
 /** Where requests go when that is not the route's own URL (a bridge), and headers it requires. */
 export interface ProxyTarget {
   url: string
   headers: Record<string, string>
 }
 
-export async function registerRouteProxy(app: FastifyInstance, route: RuntimeRoute, stages: RouteStages, metrics: Metrics, target?: ProxyTarget): Promise<void> {
+async function registerUpstream(scope: FastifyInstance, route: RuntimeRoute, connect: ConnectOptions = {}, target?: ProxyTarget): Promise<URL> {
   const upstream = new URL(target?.url ?? route.upstream.url)
-  const targetHeaders = target?.headers ?? {}
+  await scope.register(replyFrom, {
+    base: upstream.origin,
+    undici: {
+      connections: route.upstream.connections,
+      pipelining: 1,
+      headersTimeout: route.upstream.timeoutMs,
+      bodyTimeout: route.upstream.idleTimeoutMs,
+      keepAliveTimeout: 30_000,
+      // Stated, not left to defaults: reply-from's own option handling disables TLS verification.
+      connect: { rejectUnauthorized: true, ...connect },
+    },
+    disableRequestLogging: true,
+  })
+  return upstream
+}
+
+const originCheckFor =
+  (route: RuntimeRoute): onRequestHookHandler =>
+  async (request, reply) => {
+    const origin = request.headers.origin
+    if (origin !== undefined && !route.allowedOrigins.has(origin)) throw new GatewayError('GW_HTTP_ORIGIN_FORBIDDEN', { detail: 'origin not allowed' })
+    if (origin !== undefined) {
+      reply.header('access-control-allow-origin', origin).header('vary', 'Origin').header('access-control-expose-headers', CORS_EXPOSE_HEADERS)
+    }
+  }
+
+const preflight = (allow: string, allowHeaders: string) => async (request: FastifyRequest, reply: FastifyReply) => {
+  if (request.headers.origin === undefined) {
+    reply.header('allow', `${allow}, OPTIONS`)
+    return reply.code(204).send()
+  }
+  return reply
+    .code(204)
+    .header('access-control-allow-methods', `${allow}, OPTIONS`)
+    .header('access-control-allow-headers', allowHeaders)
+    .header('access-control-max-age', '600')
+    .send()
+}
+
+const API_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const
+
+/**
+ * An API route (kind api) or an egress target: every method under `route.path` and
+ * `route.path/…`, bodies streamed as received (no parsing, no JSON requirement), the path mapped
+ * by path.ts. `request.gw.http` is set before authentication, so a bad path costs nothing.
+ */
+export async function registerPrefixProxy(app: FastifyInstance, route: RuntimeRoute, stages: RouteStages, metrics: Metrics, connect?: ConnectOptions): Promise<void> {
+  await app.register(async (scope) => {
+    const upstream = await registerUpstream(scope, route, connect)
+    scope.removeAllContentTypeParsers()
+    // The raw request stream is the body: reply-from pipes it upstream unread.
+    scope.addContentTypeParser('*', (_req, payload, done) => done(null, payload))
+    const mapHttp: onRequestHookHandler = async (request) => {
+      request.gw.http = mapPath(request.method, request.url, route.path, upstream.pathname).facts
+    }
+    const onRequest = route.kind === 'egress' ? [mapHttp, ...stages.onRequest] : [originCheckFor(route), mapHttp, ...stages.onRequest]
+    const handler = (request: FastifyRequest, reply: FastifyReply) => {
+      const mapped = mapPath(request.method, request.url, route.path, upstream.pathname)
+      return forward(request, reply, { route, upstream, headers: {}, source: mapped.upstreamPath, query: () => mapped.query, body: undefined }, metrics, stages.onUpstreamResponse)
+    }
+    for (const url of [route.path, `${route.path}/*`]) {
+      scope.route({ method: [...API_METHODS], url, exposeHeadRoute: false, onRequest, preHandler: stages.preHandler, handler })
+      if (route.kind !== 'egress') scope.route({ method: 'OPTIONS', url, onRequest: [originCheckFor(route)], handler: preflight(API_METHODS.join(', '), 'Authorization, Content-Type, Accept') })
+    }
+  })
+}
+
+export async function registerRouteProxy(app: FastifyInstance, route: RuntimeRoute, stages: RouteStages, metrics: Metrics, target?: ProxyTarget): Promise<void> {
+  if (route.kind !== 'mcp') return registerPrefixProxy(app, route, stages, metrics)
   const streams = new StreamCounter()
   await app.register(async (scope) => {
-    await scope.register(replyFrom, {
-      base: upstream.origin,
-      undici: {
-        connections: route.upstream.connections,
-        pipelining: 1,
-        headersTimeout: route.upstream.timeoutMs,
-        bodyTimeout: route.upstream.idleTimeoutMs,
-        keepAliveTimeout: 30_000,
-      },
-      disableRequestLogging: true,
-    })
+    const upstream = await registerUpstream(scope, route, {}, target)
 
-    const originCheck: onRequestHookHandler = async (request, reply) => {
-      const origin = request.headers.origin
-      if (origin !== undefined && !route.allowedOrigins.has(origin)) throw new GatewayError('GW_HTTP_ORIGIN_FORBIDDEN', { detail: 'origin not allowed' })
-      if (origin !== undefined) {
-        reply.header('access-control-allow-origin', origin).header('vary', 'Origin').header('access-control-expose-headers', CORS_EXPOSE_HEADERS)
-      }
-    }
+    const originCheck = originCheckFor(route)
 
     scope.route({
       method: [...MCP_METHODS],
@@ -96,7 +152,10 @@ export async function registerRouteProxy(app: FastifyInstance, route: RuntimeRou
           if (!streams.acquire(key, route.streams.maxPerCaller)) throw new GatewayError('GW_HTTP_TOO_MANY_STREAMS', { retryAfter: 5 })
           reply.raw.once('close', () => streams.release(key))
         }
-        return forward(request, reply, route, upstream, targetHeaders, metrics, stages.onUpstreamResponse)
+        const mcp = request.gw.mcp
+        const body = request.method === 'POST' && mcp !== undefined ? mcp.raw : undefined
+        const headers = target?.headers ?? {}
+        return forward(request, reply, { route, upstream, headers, source: upstream.pathname, query: (search, reqUrl) => filterQuery(search, reqUrl), body }, metrics, stages.onUpstreamResponse)
       },
     })
 
@@ -105,18 +164,7 @@ export async function registerRouteProxy(app: FastifyInstance, route: RuntimeRou
       method: 'OPTIONS',
       url: route.path,
       onRequest: [originCheck],
-      handler: async (request, reply) => {
-        if (request.headers.origin === undefined) {
-          reply.header('allow', `${ALLOW}, OPTIONS`)
-          return reply.code(204).send()
-        }
-        return reply
-          .code(204)
-          .header('access-control-allow-methods', `${ALLOW}, OPTIONS`)
-          .header('access-control-allow-headers', CORS_ALLOW_HEADERS)
-          .header('access-control-max-age', '600')
-          .send()
-      },
+      handler: preflight(ALLOW, CORS_ALLOW_HEADERS),
     })
 
     scope.route({
@@ -131,12 +179,24 @@ export async function registerRouteProxy(app: FastifyInstance, route: RuntimeRou
   })
 }
 
-function forward(request: FastifyRequest, reply: FastifyReply, route: RuntimeRoute, upstream: URL, targetHeaders: Record<string, string>, metrics: Metrics, observers: UpstreamResponseObserver[]): FastifyReply {
-  const mcp = request.gw.mcp
-  const hasBody = request.method === 'POST' && mcp !== undefined
-  return reply.from(upstream.pathname, {
-    ...(hasBody ? { body: mcp.raw, contentType: 'application/json' } : {}),
-    queryString: (search, reqUrl) => filterQuery(search, reqUrl),
+interface Forwarding {
+  route: RuntimeRoute
+  /** Origin actually called: the upstream, or a bridge in front of it. */
+  upstream: URL
+  /** Headers the target requires (a bridge's key), applied last. */
+  headers: Record<string, string>
+  /** Path at the upstream origin. */
+  source: string
+  query: (search: string | undefined, reqUrl: string) => string
+  /** MCP: the parsed bytes. Undefined: the request stream (API, egress) or no body. */
+  body: Buffer | undefined
+}
+
+function forward(request: FastifyRequest, reply: FastifyReply, f: Forwarding, metrics: Metrics, observers: UpstreamResponseObserver[]): FastifyReply {
+  const { route, body, upstream } = f
+  return reply.from(f.source, {
+    ...(body ? { body, contentType: 'application/json' } : {}),
+    queryString: f.query,
     retryDelay: () => null,
     rewriteRequestHeaders: (req, headers) => ({
       ...upstreamRequestHeaders(req.headers, {
@@ -144,10 +204,11 @@ function forward(request: FastifyRequest, reply: FastifyReply, route: RuntimeRou
         host: String(headers.host ?? upstream.host),
         clientIp: request.ip,
         proto: request.protocol,
+        api: route.kind !== 'mcp',
       }),
-      ...(hasBody ? { 'content-type': 'application/json', 'content-length': String(mcp.raw.length) } : {}),
+      ...(body ? { 'content-type': 'application/json', 'content-length': String(body.length) } : {}),
       ...request.gw.upstreamHeaders,
-      ...targetHeaders,
+      ...f.headers,
     }),
     rewriteHeaders: (headers) => clientResponseHeaders(headers, request.id) as IncomingHttpHeaders,
     onResponse: (_req, rep, raw) => {
@@ -231,7 +292,13 @@ function forward(request: FastifyRequest, reply: FastifyReply, route: RuntimeRou
       )
     },
     onError: (rep, { error }) => {
-      const e = error as { statusCode?: number; code?: string }
+      const e = error as { statusCode?: number; code?: string; message?: string; cause?: { code?: string; message?: string } }
+      // egress/address.ts refused the resolved address inside the connector: nothing was sent.
+      const refused = e.code === 'EGRESS_ADDRESS_REFUSED' ? e : e.cause?.code === 'EGRESS_ADDRESS_REFUSED' ? e.cause : undefined
+      if (refused) {
+        sendError(request, rep as FastifyReply, new GatewayError('GW_EGRESS_ADDRESS_FORBIDDEN', { detail: refused.message }))
+        return
+      }
       const timeout = e.statusCode === 504
       metrics.upstreamErrors.inc({ route: route.name, reason: timeout ? 'upstream-timeout' : 'upstream-unavailable' })
       sendError(request, rep as FastifyReply, new GatewayError(timeout ? 'GW_UPSTREAM_TIMEOUT' : 'GW_UPSTREAM_UNAVAILABLE', { detail: e.code ?? 'upstream error' }))
