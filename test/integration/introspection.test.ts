@@ -35,6 +35,9 @@ async function startHop(target: string): Promise<Hop> {
     hop.calls++
     hop.inFlight++
     hop.maxInFlight = Math.max(hop.maxInFlight, hop.inFlight)
+    // In flight while the gateway still waits: a call it abandoned (timeout) closes the socket and
+    // stops counting then, not when this hop finishes its artificial delay.
+    res.once('close', () => hop.inFlight--)
     const chunks: Buffer[] = []
     req.on('data', (c: Buffer) => chunks.push(c))
     req.on('end', () => {
@@ -47,8 +50,6 @@ async function startHop(target: string): Promise<Hop> {
           res.writeHead(r.status, { 'content-type': r.headers.get('content-type') ?? 'application/json' }).end(Buffer.from(await r.arrayBuffer()))
         } catch {
           req.socket.destroy()
-        } finally {
-          hop.inFlight--
         }
       })()
     })
