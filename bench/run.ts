@@ -4,7 +4,11 @@
  * of the same round, so a busy machine shifts the absolute numbers but not the comparison.
  *
  *   npm run bench -- [--rounds 5] [--duration 10] [--connections 32] [--sse-events 100]
- *                    [--quick] [--profile] [--no-build] [--out bench/results/DATE.md]
+ *                    [--quick] [--profile] [--no-build] [--baseline DIR] [--only a,b]
+ *                    [--out bench/results/DATE.md]
+ *
+ * --baseline DIR[,DIR…] adds a gateway per older compiled tree (DIR holds gateway/cli.js and sits
+ * inside the project), named gw@<basename of DIR>, so changes are measured before/after in one run.
  *
  * Cores: the system under test (upstream-as-direct, bare proxy, gateway, HAProxy) on core 0;
  * wrk, the upstream behind the proxies and this orchestrator (with the AS) on core 1.
@@ -14,7 +18,7 @@ import { spawnSync } from 'node:child_process'
 import { createPublicKey } from 'node:crypto'
 import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
+import { basename, dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { Pool } from 'undici'
@@ -38,6 +42,8 @@ const { values: args } = parseArgs({
     quick: { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
     'no-build': { type: 'boolean', default: false },
+    baseline: { type: 'string' },
+    only: { type: 'string' },
     out: { type: 'string' },
   },
 })
@@ -103,7 +109,7 @@ async function validate(targets: Target[], token: string, sseToken: string): Pro
     const s = await post(t.url('sse'), sseToken)
     const events = (await s.text()).split('\n\n').filter((e) => e.startsWith('event: message')).length
     if (s.status !== 200 || events !== SSE_EVENTS + 1) throw new Error(`${t.name}: SSE gave ${s.status} with ${events} events`)
-    if (t.name === 'gateway' || t.name === 'haproxy-jwt') {
+    if (t.name === 'gateway' || t.name.startsWith('gw@') || t.name === 'haproxy-jwt') {
       for (const [what, auth] of [['no token', undefined], ['tampered signature', tampered]] as const) {
         const d = await post(t.url('json'), auth)
         await d.arrayBuffer()
@@ -145,17 +151,30 @@ async function main(): Promise<void> {
   const direct = startService('direct', pinned(sutCore, node('bench/servers/upstream.mjs')), { env: { PORT: String(directPort), SSE_EVENTS: String(SSE_EVENTS) } })
   const bare = startService('bare', pinned(sutCore, node('bench/servers/bare-proxy.mjs')), { env: { PORT: String(barePort), UPSTREAM: `http://127.0.0.1:${upPort}` } })
   services.push(upstream, direct, bare)
-  const configFile = join(work, 'gateway.yaml')
-  writeFileSync(configFile, gatewayYaml({ port: gwPort!, adminPort: adminPort!, issuer: as.issuer, upstream: `http://127.0.0.1:${upPort}` }))
-  const auditFile = join(work, 'audit.log')
-  const startGateway = (extraNodeArgs: string[] = []) => {
-    const fd = openSync(auditFile, 'w')
-    const s = startService('gateway', pinned(sutCore, [process.execPath, ...extraNodeArgs, join(root, 'dist/gateway/cli.js'), 'serve', '--config', configFile]), { stdout: fd })
+  // A gateway process from a compiled tree (dist/gateway, or a --baseline copy of an older one),
+  // with its audit log in a file. Both share one public URL, so the same tokens serve both.
+  const publicUrl = `http://127.0.0.1:${gwPort}`
+  const gatewayProcess = (name: string, tree: string, port: number, admin: number, extraNodeArgs: string[] = []) => {
+    const configFile = join(work, `${name}.yaml`)
+    writeFileSync(configFile, gatewayYaml({ publicUrl, port, adminPort: admin, issuer: as!.issuer, upstream: `http://127.0.0.1:${upPort}` }))
+    const fd = openSync(join(work, `${name}.audit.log`), 'w')
+    const s = startService(name, pinned(sutCore, [process.execPath, ...extraNodeArgs, join(tree, 'gateway/cli.js'), 'serve', '--config', configFile]), { stdout: fd })
     closeSync(fd)
     return s
   }
+  const auditFile = join(work, 'gateway.audit.log')
+  const startGateway = (extraNodeArgs: string[] = []) => gatewayProcess('gateway', join(root, 'dist'), gwPort!, adminPort!, extraNodeArgs)
   const gateway = startGateway()
   services.push(gateway)
+  // Before/after in the same run: each baseline tree must sit inside the project so that its
+  // imports resolve to the same node_modules (e.g. `cp -r dist bench/.baseline/original`).
+  const baselines: { name: string; service: Service; port: number }[] = []
+  for (const dir of args.baseline?.split(',') ?? []) {
+    const [port, admin] = await Promise.all([freePort(), freePort()])
+    const name = `gw@${basename(resolve(dir))}`
+    baselines.push({ name, service: gatewayProcess(name, resolve(dir), port!, admin!), port: port! })
+    services.push(baselines.at(-1)!.service)
+  }
 
   let haproxy: Service | undefined
   if (hasCommand('haproxy')) {
@@ -173,6 +192,7 @@ async function main(): Promise<void> {
     waitForPort(direct, directPort!),
     waitForPort(bare, barePort!),
     waitForPort(gateway, gwPort!),
+    ...baselines.map((b) => waitForPort(b.service, b.port)),
     ...(haproxy ? [waitForPort(haproxy, hpPlain!), waitForPort(haproxy, hpJwt!)] : []),
   ])
 
@@ -181,6 +201,7 @@ async function main(): Promise<void> {
     { name: 'direct', sut: direct, url: at(directPort!, '/mcp', '/sse') },
     { name: 'bare', sut: bare, url: at(barePort!, '/mcp/bench', '/mcp/sse') },
     { name: 'gateway', sut: gateway, url: at(gwPort!, '/mcp/bench', '/mcp/sse') },
+    ...baselines.map((b) => ({ name: b.name, sut: b.service, url: at(b.port, '/mcp/bench', '/mcp/sse') })),
     ...(haproxy
       ? [
           { name: 'haproxy', sut: haproxy, url: at(hpPlain!, '/mcp/bench', '/mcp/sse') },
@@ -188,6 +209,10 @@ async function main(): Promise<void> {
         ]
       : []),
   ]
+  if (args.only) {
+    const keep = new Set(args.only.split(','))
+    targets.splice(0, targets.length, ...targets.filter((t) => keep.has(t.name)))
+  }
   const checks = await validate(targets, token, sseToken)
 
   const jsonScript = join(work, 'tools-call.lua')
@@ -294,14 +319,18 @@ async function profileGateway(
   services.push(gw)
   await waitForPort(gw, port)
   log('profiling the gateway…')
-  await runWrk(pinned(loadCore, wrkArgs({ url: `http://127.0.0.1:${port}/mcp/bench`, script, connections: CONNECTIONS, seconds: SECONDS })))
+  const url = `http://127.0.0.1:${port}/mcp/bench`
+  await runWrk(pinned(loadCore, wrkArgs({ url, script, connections: CONNECTIONS, seconds: 2 })))
+  const fromUs = Number(process.hrtime.bigint() / 1000n)
+  await runWrk(pinned(loadCore, wrkArgs({ url, script, connections: CONNECTIONS, seconds: SECONDS })))
+  const toUs = Number(process.hrtime.bigint() / 1000n)
   await gw.stop()
   const name = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'))
   if (!name) throw new Error('the gateway wrote no .cpuprofile')
   const file = join(root, 'bench', 'results', `gateway-${new Date().toISOString().replace(/[:.]/g, '-')}.cpuprofile`)
   mkdirSync(dirname(file), { recursive: true })
   writeFileSync(file, readFileSync(join(dir, name)))
-  return { file, summary: summarizeProfile(file) }
+  return { file, summary: summarizeProfile(file, { fromUs, toUs }) }
 }
 
 interface ReportInput {
@@ -320,14 +349,14 @@ function machine(): string[] {
   const cpuModel = /^model name\s*:\s*(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown'
   const first = (cmd: string, a: string[]) => spawnSync(cmd, a, { encoding: 'utf8' }).stdout?.split('\n')[0]?.trim() || spawnSync(cmd, a, { encoding: 'utf8' }).stderr?.split('\n')[0]?.trim() || 'n/a'
   return [
-    `- CPU: ${cpuModel}, \`nproc\` = ${spawnSync('nproc', { encoding: 'utf8' }).stdout.trim()}`,
+    `- CPU: ${cpuModel}, \`nproc --all\` = ${spawnSync('nproc', ['--all'], { encoding: 'utf8' }).stdout.trim()}`,
     `- Node ${process.version}; ${first('wrk', ['-v'])}; ${hasCommand('haproxy') ? first('haproxy', ['-v']) : 'haproxy not installed'}`,
     `- Load average at the end: ${loadavg().map((l) => l.toFixed(2)).join(' ')}`,
   ]
 }
 
 function report(r: ReportInput): string {
-  const stat = (name: string, m: Map<string, Sample[]>, f: (s: Sample) => number) => m.get(name)!.map(f)
+  const stat = (name: string, m: Map<string, Sample[]>, f: (s: Sample) => number) => (m.get(name) ?? []).map(f)
   const rps = (s: Sample) => s.wrk.rps
   const cpu = (s: Sample) => s.cpuUsPerReq
   const p50 = (s: Sample) => s.wrk.p50Ms
@@ -360,6 +389,11 @@ function report(r: ReportInput): string {
     push(`| ${t} | ${vs(rps, 'direct')} | ${vs(rps, 'bare')} | ${vs(cpu, 'direct')} | ${vs(cpu, 'bare')} | ${vs(p99, 'direct')} | ${vs(p99, 'bare')} | ${vs(rss, 'direct')} | ${vs(rss, 'bare')} |`)
   }
 
+  for (const b of r.targets.filter((t) => t.startsWith('gw@'))) {
+    const vs = (f: (s: Sample) => number) => ratio(medianRatio(stat('gateway', r.json, f), stat(b, r.json, f)))
+    push('', `gateway (this tree) against ${b}, same rounds: req/s ${vs(rps)}, CPU/req ${vs(cpu)}, p99 ${vs(p99)}, RSS ${vs(rss)}.`)
+  }
+
   push('', `## SSE streaming: ${SSE_EVENTS} progress events + the result per tools/call`, '', '| target | streams/s | events/s | CPU µs/event | events/s ×direct | events/s ×bare |', '|---|---:|---:|---:|---:|---:|')
   const events = SSE_EVENTS + 1
   for (const t of r.targets) {
@@ -389,12 +423,12 @@ function report(r: ReportInput): string {
   push('- p99 added at a fixed 1,000 req/s: Debian\'s wrk has no constant-rate mode (wrk2 `-R`); the table is closed-loop at full load')
 
   push('', '## Checks', '', ...r.checks.map((c) => `- ${c}`))
-  const gwRequests = [...r.json.get('gateway')!, ...r.sse.get('gateway')!].reduce((a, s) => a + s.wrk.requests, 0)
+  const gwRequests = [...(r.json.get('gateway') ?? []), ...(r.sse.get('gateway') ?? [])].reduce((a, s) => a + s.wrk.requests, 0)
   push(`- gateway audit log: ${r.audit.lines} \`mcp.request\` lines, ${fmt(r.audit.bytes / Math.max(1, r.audit.lines))} bytes per line (${gwRequests} requests measured, plus warm-up, checks and cold path)`)
 
   if (r.profile) {
     const p = r.profile.summary
-    push('', '## Gateway CPU profile (node --cpu-prof, hot path under load)', '', `${r.profile.file} — ${fmt(p.busyMs)} ms busy of ${fmt(p.totalMs)} ms sampled.`, '', '| area | self ms | share of busy |', '|---|---:|---:|')
+    push('', '## Gateway CPU profile (node --cpu-prof, hot path under load)', '', `${r.profile.file}: samples from the ${SECONDS} s under load only (after a 2 s warm-up); ${fmt(p.busyMs)} ms busy of ${fmt(p.totalMs)} ms.`, '', '| area | self ms | share of busy |', '|---|---:|---:|')
     for (const a of p.areas) push(`| ${a.area} | ${fmt(a.ms)} | ${fmt(a.share * 100, 1)}% |`)
     push('', '| function | where | area | self ms | share |', '|---|---|---|---:|---:|')
     for (const f of p.functions) push(`| ${f.name} | ${f.where} | ${f.area} | ${fmt(f.ms)} | ${fmt(f.share * 100, 1)}% |`)

@@ -11,6 +11,7 @@ interface ProfileNode {
 }
 
 interface CpuProfile {
+  startTime: number
   nodes: ProfileNode[]
   samples: number[]
   timeDeltas: number[]
@@ -52,11 +53,21 @@ function areaOf(url: string, fn: string): string {
 
 const shortUrl = (url: string) => url.replace(/^file:\/\/.*?\/(node_modules|dist)\//, '$1/')
 
-export function summarizeProfile(file: string, top = 25): ProfileSummary {
+/**
+ * `window` (µs on CLOCK_MONOTONIC, the clock of both V8's profile timestamps and
+ * process.hrtime) keeps only the samples taken under load, not start-up or shutdown.
+ */
+export function summarizeProfile(file: string, window?: { fromUs: number; toUs: number }, top = 30): ProfileSummary {
   const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile
   const byId = new Map(profile.nodes.map((n) => [n.id, n]))
   const selfUs = new Map<number, number>()
-  profile.samples.forEach((id, i) => selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)))
+  let t = profile.startTime
+  profile.samples.forEach((id, i) => {
+    const dt = profile.timeDeltas[i] ?? 0
+    t += dt
+    if (window && (t < window.fromUs || t > window.toUs)) return
+    selfUs.set(id, (selfUs.get(id) ?? 0) + dt)
+  })
 
   const fns = new Map<string, { name: string; where: string; area: string; us: number }>()
   const areas = new Map<string, number>()

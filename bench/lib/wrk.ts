@@ -68,6 +68,9 @@ export const wrkArgs = (o: { url: string; script: string; connections: number; s
   `-c${o.connections}`,
   `-d${o.seconds}s`,
   '--latency',
+  // A loaded machine can stall a response past wrk's 2 s default; that is slowness, not failure.
+  '--timeout',
+  '10s',
   '-s',
   o.script,
   o.url,
