@@ -110,23 +110,28 @@ export async function registerRouteProxy(app: FastifyInstance, route: RuntimeRou
   })
 }
 
+const noRetry = (): null => null
+
 function forward(request: FastifyRequest, reply: FastifyReply, route: RuntimeRoute, upstream: URL, metrics: Metrics, observers: UpstreamResponseObserver[]): FastifyReply {
   const mcp = request.gw.mcp
   const hasBody = request.method === 'POST' && mcp !== undefined
   return reply.from(upstream.pathname, {
     ...(hasBody ? { body: mcp.raw, contentType: 'application/json' } : {}),
-    queryString: (search, reqUrl) => filterQuery(search, reqUrl),
-    retryDelay: () => null,
-    rewriteRequestHeaders: (req, headers) => ({
-      ...upstreamRequestHeaders(req.headers, {
+    queryString: filterQuery,
+    retryDelay: noRetry,
+    rewriteRequestHeaders: (req, headers) => {
+      const out = upstreamRequestHeaders(req.headers, {
         requestId: request.id,
         host: String(headers.host ?? upstream.host),
         clientIp: request.ip,
         proto: request.protocol,
-      }),
-      ...(hasBody ? { 'content-type': 'application/json', 'content-length': String(mcp.raw.length) } : {}),
-      ...request.gw.upstreamHeaders,
-    }),
+      })
+      if (hasBody) {
+        out['content-type'] = 'application/json'
+        out['content-length'] = String(mcp.raw.length)
+      }
+      return request.gw.upstreamHeaders ? Object.assign(out, request.gw.upstreamHeaders) : out
+    },
     rewriteHeaders: (headers) => clientResponseHeaders(headers, request.id) as IncomingHttpHeaders,
     onResponse: (_req, rep, raw) => {
       // reply-from hands over undici's response ({ statusCode, headers, stream }), not a ServerResponse.
