@@ -37,13 +37,24 @@ export const API_FORWARDED_REQUEST_HEADERS = new Set([
   'idempotency-key',
 ])
 
+/** Fields named in Connection are hop-by-hop even if they are on the allow-list (RFC 9110 §7.6.1). */
+const NO_HOP_FIELDS: ReadonlySet<string> = new Set()
+const hopByHop = (connection: unknown): ReadonlySet<string> =>
+  typeof connection === 'string' && connection !== '' ? new Set(connection.split(',').map((s) => s.trim().toLowerCase())) : NO_HOP_FIELDS
+
+const forwardedPrefix = (name: string): boolean => {
+  for (const p of FORWARDED_REQUEST_HEADER_PREFIXES) if (name.startsWith(p)) return true
+  return false
+}
+
+// Runs on every request: plain loops, and no Set unless the request names hop-by-hop fields.
 export function upstreamRequestHeaders(inbound: IncomingHttpHeaders, ctx: ForwardContext): Record<string, string> {
   const out: Record<string, string> = {}
-  // Fields named in Connection are hop-by-hop even if they are on the allow-list (RFC 9110 §7.6.1).
-  const hop = new Set((typeof inbound.connection === 'string' ? inbound.connection : '').split(',').map((s) => s.trim().toLowerCase()))
-  for (const [name, value] of Object.entries(inbound)) {
+  const hop = hopByHop(inbound.connection)
+  for (const name of Object.keys(inbound)) {
+    const value = inbound[name]
     if (value === undefined || hop.has(name)) continue
-    if (FORWARDED_REQUEST_HEADERS.has(name) || FORWARDED_REQUEST_HEADER_PREFIXES.some((p) => name.startsWith(p)) || (ctx.api && API_FORWARDED_REQUEST_HEADERS.has(name))) {
+    if (FORWARDED_REQUEST_HEADERS.has(name) || forwardedPrefix(name) || (ctx.api && API_FORWARDED_REQUEST_HEADERS.has(name))) {
       out[name] = Array.isArray(value) ? value.join(', ') : value
     }
   }
@@ -56,8 +67,9 @@ export function upstreamRequestHeaders(inbound: IncomingHttpHeaders, ctx: Forwar
 
 export function clientResponseHeaders(upstream: OutgoingHttpHeaders | IncomingHttpHeaders, requestId: string): Record<string, string | string[] | number> {
   const out: Record<string, string | string[] | number> = {}
-  const hop = new Set((typeof upstream.connection === 'string' ? upstream.connection : '').split(',').map((s) => s.trim().toLowerCase()))
-  for (const [name, value] of Object.entries(upstream)) {
+  const hop = hopByHop(upstream.connection)
+  for (const name of Object.keys(upstream)) {
+    const value = upstream[name]
     if (value === undefined || DROPPED_RESPONSE_HEADERS.has(name) || hop.has(name)) continue
     out[name] = value
   }

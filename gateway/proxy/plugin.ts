@@ -192,24 +192,30 @@ interface Forwarding {
   body: Buffer | undefined
 }
 
+const noRetry = (): null => null
+
 function forward(request: FastifyRequest, reply: FastifyReply, f: Forwarding, metrics: Metrics, observers: UpstreamResponseObserver[]): FastifyReply {
   const { route, body, upstream } = f
   return reply.from(f.source, {
     ...(body ? { body, contentType: 'application/json' } : {}),
     queryString: f.query,
-    retryDelay: () => null,
-    rewriteRequestHeaders: (req, headers) => ({
-      ...upstreamRequestHeaders(req.headers, {
+    retryDelay: noRetry,
+    rewriteRequestHeaders: (req, headers) => {
+      const out = upstreamRequestHeaders(req.headers, {
         requestId: request.id,
         host: String(headers.host ?? upstream.host),
         clientIp: request.ip,
         proto: request.protocol,
         api: route.kind !== 'mcp',
-      }),
-      ...(body ? { 'content-type': 'application/json', 'content-length': String(body.length) } : {}),
-      ...request.gw.upstreamHeaders,
-      ...f.headers,
-    }),
+      })
+      if (body) {
+        out['content-type'] = 'application/json'
+        out['content-length'] = String(body.length)
+      }
+      if (request.gw.upstreamHeaders) Object.assign(out, request.gw.upstreamHeaders)
+      // Headers the target itself requires (a bridge's key) go last: nothing overrides them.
+      return Object.keys(f.headers).length > 0 ? Object.assign(out, f.headers) : out
+    },
     rewriteHeaders: (headers) => clientResponseHeaders(headers, request.id) as IncomingHttpHeaders,
     onResponse: (_req, rep, raw) => {
       // reply-from hands over undici's response ({ statusCode, headers, stream }), not a ServerResponse.

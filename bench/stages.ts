@@ -1,0 +1,105 @@
+/**
+ * `npx tsx bench/stages.ts`: CPU cost of the gateway's per-request security work, stage by stage,
+ * in isolation (no sockets, no framework). Complements `npm run bench`, whose whole-process
+ * numbers say how much a hop costs; this says which part of the gateway's share is which.
+ * Each figure is the median of 7 repetitions of process CPU time (user + system) per operation.
+ */
+import { createVerify } from 'node:crypto'
+import { createPublicKey, randomUUID } from 'node:crypto'
+import { cpus } from 'node:os'
+import { compactVerify, exportJWK, generateKeyPair, SignJWT } from 'jose'
+import { pino } from 'pino'
+import { tokenDigest } from '../gateway/auth/token-validator.js'
+import { LruCache } from '../gateway/cache/lru.js'
+import { parseMcpBody } from '../gateway/mcp/jsonrpc.js'
+import { createLogger } from '../gateway/observability/logger.js'
+import { createMetrics } from '../gateway/observability/metrics.js'
+import { upstreamRequestHeaders } from '../gateway/proxy/headers.js'
+import { median } from './lib/stats.js'
+
+const BODY = Buffer.from(
+  JSON.stringify({
+    jsonrpc: '2.0',
+    id: 42,
+    method: 'tools/call',
+    params: {
+      name: 'search_issues',
+      arguments: { repository: 'example-org/mcp-warden', query: 'label:performance state:open sort:updated-desc', limit: 25, fields: ['number', 'title', 'state', 'labels', 'updated_at'] },
+      _meta: { progressToken: 'bench-0001' },
+    },
+  }).padEnd(314, ' '),
+)
+
+async function cost(name: string, iterations: number, op: () => unknown | Promise<unknown>): Promise<[string, number]> {
+  const runs: number[] = []
+  for (let r = 0; r < 7; r++) {
+    const c0 = process.cpuUsage()
+    for (let i = 0; i < iterations; i++) {
+      const v = op()
+      if (v instanceof Promise) await v
+    }
+    const c = process.cpuUsage(c0)
+    runs.push((c.user + c.system) / iterations)
+  }
+  return [name, median(runs.slice(1))]
+}
+
+async function main(): Promise<void> {
+  const { privateKey, publicKey } = await generateKeyPair('RS256', { extractable: true })
+  const now = Math.floor(Date.now() / 1000)
+  const token = await new SignJWT({ scope: 'tools.read', client_id: 'demo-agent', jti: randomUUID() })
+    .setProtectedHeader({ alg: 'RS256', typ: 'at+jwt', kid: 'k1' })
+    .setIssuer('http://127.0.0.1:9400')
+    .setSubject('alice')
+    .setAudience('http://127.0.0.1:8080/mcp/bench')
+    .setIssuedAt(now)
+    .setExpirationTime(now + 3600)
+    .sign(privateKey)
+  const pem = createPublicKey({ key: (await exportJWK(publicKey)) as never, format: 'jwk' })
+  const [h, p, s] = token.split('.') as [string, string, string]
+  const inbound = {
+    host: '127.0.0.1:8080',
+    'content-type': 'application/json',
+    accept: 'application/json, text/event-stream',
+    'mcp-protocol-version': '2025-11-25',
+    authorization: `Bearer ${token}`,
+    'content-length': '314',
+  }
+  const cache = new LruCache<number>(10_000)
+  cache.set(tokenDigest(token), 1, 60_000)
+  const metrics = createMetrics()
+  const logger = createLogger('info', pino.destination({ dest: '/dev/null', sync: false }))
+  const audit = {
+    requestId: randomUUID(),
+    route: 'bench',
+    httpMethod: 'POST',
+    status: 200,
+    reason: 'ok',
+    principal: { issuer: 'http://127.0.0.1:9400', subject: 'alice', clientId: 'demo-agent', scopes: ['tools.read'] },
+    mcp: { method: 'tools/call', target: 'search_issues', rpcId: 42, protocolVersion: '2025-11-25' },
+    streaming: false,
+    latencyMs: 1.23,
+  }
+
+  const rows = [
+    await cost('JSON.parse of the 314-byte body (reference, not used)', 20_000, () => JSON.parse(BODY.toString('utf8'))),
+    await cost('strict parse of the body (parseMcpBody)', 20_000, () => parseMcpBody(BODY, '2025-11-25')),
+    await cost('token digest (SHA-256 of the bearer token)', 20_000, () => tokenDigest(token)),
+    await cost('verified-token cache hit (digest + LRU get)', 20_000, () => cache.get(tokenDigest(token))),
+    await cost('upstream request headers (allow-list)', 20_000, () => upstreamRequestHeaders(inbound, { requestId: audit.requestId, host: '127.0.0.1:1', clientIp: '127.0.0.1', proto: 'http' })),
+    await cost('metrics: request counter + duration histogram', 20_000, () => {
+      metrics.requests.inc({ route: 'bench', status: '200', reason: 'ok' })
+      metrics.requestDuration.observe({ route: 'bench' }, 0.001)
+    }),
+    await cost('audit line (pino, redaction, async destination)', 20_000, () => logger.info({ audit }, 'mcp.request')),
+    await cost('RS256 verify with jose compactVerify (cold token)', 300, () => compactVerify(token, publicKey)),
+    await cost('RS256 verify with node:crypto (for comparison)', 300, () => createVerify('RSA-SHA256').update(`${h}.${p}`).verify(pem, Buffer.from(s, 'base64url'))),
+  ]
+  process.stdout.write(`Per-operation CPU on ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}\n\n| stage | CPU µs/op |\n|---|---:|\n`)
+  for (const [name, us] of rows) process.stdout.write(`| ${name} | ${us.toFixed(2)} |\n`)
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`${(e as Error).stack ?? String(e)}\n`)
+  process.exit(1)
+})
