@@ -68,7 +68,7 @@ export function normalizeEgress(input: EgressInput, ctx: EgressContext): Runtime
       name: `egress:${t.name}`,
       kind: 'egress',
       path: `/${t.name}`,
-      upstream: { kind: 'http', url: t.url, timeoutMs: parseDuration(t.timeout), idleTimeoutMs: parseDuration(t.idleTimeout), connections: t.connections, stdio: undefined, maxSessions: 0, sessionIdleMs: 0 },
+      upstream: { kind: 'http', url: t.url, timeoutMs: parseDuration(t.timeout), idleTimeoutMs: parseDuration(t.idleTimeout), connections: t.connections, stdio: undefined, maxSessions: 0, sessionIdleMs: 0, ca: undefined },
       resource: input.resource,
       resourceName: t.name,
       // The egress listener publishes no metadata: its only client is the local MCP server.

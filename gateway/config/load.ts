@@ -99,6 +99,8 @@ export interface RuntimeUpstream {
   /** Bridged kinds only. */
   readonly maxSessions: number
   readonly sessionIdleMs: number
+  /** PEM of an extra CA trusted for this https upstream (certificates are always verified). */
+  readonly ca: string | undefined
 }
 
 export interface RuntimeStdio {
@@ -369,6 +371,17 @@ function encryptionKey(src: YamlSource, source: SecretSourceInput | undefined, b
   return new Secret(key.toString('base64'))
 }
 
+function readCa(src: YamlSource, file: string, baseDir: string, at: (string | number)[], problems: ConfigProblem[]): string | undefined {
+  try {
+    const pem = readFileSync(resolve(baseDir, file), 'utf8')
+    if (pem.includes('-----BEGIN CERTIFICATE-----')) return pem
+    problems.push(problemAt(src, at, `${file} holds no PEM certificate`))
+  } catch (e) {
+    problems.push(problemAt(src, at, `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`))
+  }
+  return undefined
+}
+
 function normalizeUpstream(src: YamlSource, r: RouteInput, i: number, baseDir: string, env: NodeJS.ProcessEnv, problems: ConfigProblem[], warnings: string[]): RuntimeUpstream {
   const u = r.upstream
   const at = (...p: string[]) => ['routes', i, 'upstream', ...p]
@@ -402,6 +415,7 @@ function normalizeUpstream(src: YamlSource, r: RouteInput, i: number, baseDir: s
     stdio,
     maxSessions: u.maxSessions ?? 64,
     sessionIdleMs: parseDuration(u.sessionIdle ?? '30m'),
+    ca: u.ca === undefined ? undefined : readCa(src, u.ca, baseDir, at('ca'), problems),
   }
 }
 

@@ -243,6 +243,9 @@ export const RouteSchema = Type.Object(
         timeout: Type.String({ ...Duration, default: '60s', description: 'Time to wait for the upstream response headers. 504 after. Default 60s.' }),
         idleTimeout: Type.String({ ...Duration, default: '5m', description: 'Maximum silence on a streaming response before it is cut. Default 5m.' }),
         connections: Type.Integer({ minimum: 1, default: 64, description: 'Pooled connections to this upstream. Default 64.' }),
+        ca: Type.Optional(
+          Type.String({ minLength: 1, description: 'https upstreams: PEM file (path relative to this file) of a CA trusted for this upstream in addition to the system store. Certificates are always verified.' }),
+        ),
       },
       Strict,
     ),

@@ -9,6 +9,8 @@ import replyFrom from '@fastify/reply-from'
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler, preHandlerHookHandler } from 'fastify'
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http'
 import { pipeline, type Readable } from 'node:stream'
+import { rootCertificates } from 'node:tls'
+import { Pool } from 'undici'
 import type { RuntimeRoute } from '../config/load.js'
 import { sendError } from '../error-handler.js'
 import { GatewayError } from '../errors.js'
@@ -61,19 +63,21 @@ export interface ProxyTarget {
 
 async function registerUpstream(scope: FastifyInstance, route: RuntimeRoute, connect: ConnectOptions = {}, target?: ProxyTarget): Promise<URL> {
   const upstream = new URL(target?.url ?? route.upstream.url)
-  await scope.register(replyFrom, {
-    base: upstream.origin,
-    undici: {
-      connections: route.upstream.connections,
-      pipelining: 1,
-      headersTimeout: route.upstream.timeoutMs,
-      bodyTimeout: route.upstream.idleTimeoutMs,
-      keepAliveTimeout: 30_000,
-      // Stated, not left to defaults: reply-from's own option handling disables TLS verification.
-      connect: { rejectUnauthorized: true, ...connect },
-    },
-    disableRequestLogging: true,
+  // Our own pool, not reply-from's: its option handling (getUndiciOptions) forces
+  // tls.rejectUnauthorized to false, so an https upstream's certificate was never checked.
+  const ca = route.upstream.ca
+  const pool = new Pool(upstream.origin, {
+    connections: route.upstream.connections,
+    pipelining: 1,
+    headersTimeout: route.upstream.timeoutMs,
+    bodyTimeout: route.upstream.idleTimeoutMs,
+    keepAliveTimeout: 30_000,
+    connect: { ...connect, rejectUnauthorized: true, ...(ca ? { ca: [...rootCertificates, ca] } : {}) },
   })
+  scope.addHook('onClose', async () => {
+    await pool.destroy()
+  })
+  await scope.register(replyFrom, { base: upstream.origin, undici: pool, disableRequestLogging: true })
   return upstream
 }
 
