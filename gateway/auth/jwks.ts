@@ -115,8 +115,8 @@ export class IssuerKeys {
       // Stale or never loaded: try the origin now (once per cooldown), so service resumes on the
       // first request after the AS recovers instead of waiting for a background refresh.
       await this.#refresh('stale').catch(() => undefined)
-    } else if (this.#now() - this.#set!.fetchedAt > this.#cfg.jwks.maxAgeMs) {
-      void this.#refresh('max-age').catch(() => undefined)
+    } else {
+      this.refreshIfOld()
     }
     let jwk = this.#find(kid, alg)
     if (!jwk) {
@@ -138,6 +138,15 @@ export class IssuerKeys {
       this.#imported.set(cacheKey, key)
     }
     return key
+  }
+
+  /**
+   * Background refresh once the set is older than maxAge. Called for cached verifications too:
+   * otherwise steady traffic with known tokens never looks at the JWKS, and a key the AS removed
+   * stays trusted for as long as its tokens keep hitting the verification cache.
+   */
+  refreshIfOld(): void {
+    if (this.#set && this.#now() - this.#set.fetchedAt > this.#cfg.jwks.maxAgeMs) void this.#refresh('max-age').catch(() => undefined)
   }
 
   #find(kid: string | undefined, alg: string): JWK | undefined {

@@ -75,6 +75,7 @@ export class TokenValidator {
     const digest = tokenDigest(token)
     const hit = this.#verified.get(digest, now)
     if (hit && this.#stillValid(hit, route, nowSec)) {
+      if (hit.principal.tokenKind === 'jwt') this.keys.get(hit.principal.issuerName)?.refreshIfOld()
       this.#deps.metrics.tokenCacheHits.inc()
       return hit.principal
     }
