@@ -228,6 +228,16 @@ describe('faults under load', () => {
     await waitFor(async () => up.aborted === aborted + 1, 10_000)
     expect(up.inFlight()).toBe(0)
     up.mode = 'normal'
+    // The same for a streaming (SSE) answer already under way: a 30 s count, abandoned after its first event.
+    const ctl2 = new AbortController()
+    const t = Date.now()
+    const res = await post('faulty', token, JSON.stringify({ jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'count_slowly', arguments: { n: 300, delayMs: 100 }, _meta: { progressToken: 1 } } }), { signal: ctl2.signal })
+    expect(res.headers.get('content-type')).toContain('text/event-stream')
+    const reader = res.body!.getReader()
+    await reader.read()
+    ctl2.abort()
+    await waitFor(async () => up.inFlight() === 0, 10_000)
+    expect(Date.now() - t).toBeLessThan(15_000)
   }, 30_000)
 
   it('upstream slow, answering garbage, reset or killed mid-stream: clean JSON-RPC errors or a properly ended stream, no hang, no fd leak', async () => {
