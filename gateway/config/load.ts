@@ -388,6 +388,18 @@ function normalizeUpstream(src: YamlSource, r: RouteInput, i: number, baseDir: s
   const given = (['url', 'sse', 'stdio'] as const).filter((k) => u[k] !== undefined)
   if (given.length !== 1) problems.push(problemAt(src, at(), `set exactly one of url, sse, stdio (found ${given.length === 0 ? 'none' : given.join(', ')})`))
   const kind = u.stdio ? 'stdio' : u.sse ? 'sse' : 'http'
+  for (const k of ['url', 'sse'] as const) {
+    const v = u[k]
+    if (v === undefined) continue
+    // The uri format accepts `https://:host`; the proxy's URL parser does not.
+    let host = ''
+    try {
+      host = new URL(v).hostname
+    } catch {
+      /* reported below */
+    }
+    if (!host) problems.push(problemAt(src, at(k), `${v} is not a usable URL (no host)`))
+  }
   if (kind === 'http' && (u.maxSessions !== undefined || u.sessionIdle !== undefined)) {
     problems.push(problemAt(src, at(u.maxSessions !== undefined ? 'maxSessions' : 'sessionIdle'), 'maxSessions and sessionIdle apply to sse and stdio upstreams only'))
   }

@@ -146,6 +146,7 @@ export const CredentialStrategySchema = Type.Object(
     audience: Type.Optional(Type.String({ minLength: 1, description: 'RFC 8693 `audience` of the upstream (a logical name), sent as `audience`.' })),
     scopes: Type.Optional(
       Type.Record(Type.String({ minLength: 1 }), Type.Array(Type.String({ pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]+$' })), {
+        additionalProperties: false,
         description: 'token-exchange: inbound scope → upstream scopes. The requested scope is the union for the scopes the caller holds; none → 403. Without it no scope is sent (the AS decides).',
       }),
     ),
@@ -203,6 +204,8 @@ const StdioUpstream = Type.Object(
     command: Type.String({ minLength: 1, description: 'Program to run (no shell). Resolved on PATH.' }),
     args: Type.Array(Type.String(), { default: [], description: 'Arguments. Put secrets in env, never here (arguments are logged and visible in ps).' }),
     env: Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.Union([Type.String(), SecretSource]), {
+      // A key outside the pattern would otherwise be neither validated nor refused.
+      additionalProperties: false,
       default: {},
       description: 'Environment of the program, on top of a minimal inherited set (PATH, HOME, USER, LOGNAME, SHELL, TERM). Values may be secret references (fromEnv/fromFile), so the agent never sees them.',
     }),
@@ -344,6 +347,7 @@ export const GatewayConfigSchema = Type.Object(
       { ...Strict, description: 'Health and metrics listener; keep it off the public network.' },
     ),
     issuers: Type.Record(Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' }), IssuerSchema, {
+      additionalProperties: false,
       minProperties: 1,
       description: 'Authorization servers, by name.',
     }),

@@ -67,8 +67,42 @@ export function parseYamlSource(file: string, text: string, env: NodeJS.ProcessE
   }
   if (doc.errors.length > 0) return undefined
   interpolateEnv(file, doc, lines, env, problems)
-  return { file, doc, lines, value: doc.toJS({ maxAliasCount: 50 }) }
+  const at = (node: { range?: [number, number, number?] | null } | null | undefined) => lines.linePos(node?.range?.[0] ?? 0)
+  let unsafe = false
+  visit(doc, {
+    Pair(_key, pair) {
+      // A `__proto__` key would set the prototype of the object toJS builds, not a member, and
+      // validation would never see it.
+      const k = pair.key as { value?: unknown; range?: [number, number, number?] | null } | null
+      if (k && typeof k.value === 'string' && FORBIDDEN_KEYS.has(k.value)) {
+        const { line, col } = at(k)
+        problems.push({ file, line, column: col, path: '', message: `key ${JSON.stringify(k.value)} is not allowed`, severity: 'error' })
+        unsafe = true
+      }
+    },
+  })
+  if (unsafe) return undefined
+  try {
+    return { file, doc, lines, value: doc.toJS({ maxAliasCount: 50 }) }
+  } catch (e) {
+    // An alias without an anchor, or an alias bomb: the yaml library throws instead of listing an error.
+    let node: { range?: [number, number, number?] | null } | undefined
+    visit(doc, {
+      Alias(_key, alias) {
+        if (!alias.resolve(doc)) {
+          node = alias
+          return visit.BREAK
+        }
+        return undefined
+      },
+    })
+    const { line, col } = at(node)
+    problems.push({ file, line, column: col, path: '', message: (e as Error).message.split('\n')[0] ?? 'invalid alias', severity: 'error' })
+    return undefined
+  }
 }
+
+const FORBIDDEN_KEYS = new Set(['__proto__'])
 
 /** `${NAME}` in any string scalar is replaced by the environment variable; unset is an error. */
 function interpolateEnv(file: string, doc: Document.Parsed, lines: LineCounter, env: NodeJS.ProcessEnv, problems: ConfigProblem[]): void {

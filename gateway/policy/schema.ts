@@ -95,6 +95,7 @@ export const RuleSchema = Type.Object(
     resources: Type.Optional(NameList('Resource URIs (resources/read, subscribe, unsubscribe `params.uri`; also filters resources/list)')),
     arguments: Type.Optional(
       Type.Record(Type.String({ minLength: 1 }), ArgumentMatcherSchema, {
+        additionalProperties: false,
         minProperties: 1,
         description: 'Tool arguments by path into `params.arguments`: `amount`, `options.force`, `items[0].id` (a leading `$.` is allowed). All must hold.',
       }),
