@@ -31,9 +31,14 @@ export async function rewriteJsonBody(stream: Readable, transform: MessageTransf
 export function sseRewriter(transform: MessageTransform): Transform {
   const decoder = new StringDecoder('utf8')
   let pending = ''
+  let started = false
   let event: string[] = []
   const flushEvent = (): string => {
-    const lines = event
+    // Only fields a client acts on are kept, so what we inspect is what it will read: a line we
+    // would not classify the way an EventSource parser does (e.g. `data` without a colon) never
+    // passes unexamined. Unknown fields are ignored by clients anyway (WHATWG SSE §9.2.6).
+    const lines = event.filter((l) => l.startsWith(':') || /^(event|id|retry):/.test(l) || l.startsWith('data:'))
+    if (event.some((l) => l === 'data')) lines.push('data:')
     event = []
     const data = lines.filter((l) => l.startsWith('data:')).map((l) => l.slice(l.startsWith('data: ') ? 6 : 5))
     if (data.length === 0 || data.join('') === '') return `${lines.join('\n')}\n\n`
@@ -55,11 +60,16 @@ export function sseRewriter(transform: MessageTransform): Transform {
     return `${out.join('\n')}\n\n`
   }
   const consume = (text: string, final: boolean): string => {
-    pending += text
+    // A byte-order mark at the start is dropped by clients; it must not hide the first field from us.
+    pending += started ? text : text.replace(/^\uFEFF/, '')
+    if (text !== '') started = true
     let out = ''
-    // Lines end in LF or CRLF (a lone CR, which SSE also allows, is not used by MCP servers).
-    const parts = pending.split(/\r?\n/)
-    pending = parts.pop()!
+    // Lines end in LF, CRLF or a lone CR, exactly as a client splits them: a lone CR must not hide
+    // a second field (`event: x\rdata: …`) inside what we would take for one line. A CR at the end
+    // of a chunk may be half of a CRLF, so it waits for the next chunk.
+    const held = !final && pending.endsWith('\r')
+    const parts = (held ? pending.slice(0, -1) : pending).split(/\r\n|\r|\n/)
+    pending = parts.pop()! + (held ? '\r' : '')
     if (final && pending !== '') parts.push(pending)
     for (const line of parts) {
       if (line === '') {

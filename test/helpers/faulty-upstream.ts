@@ -21,6 +21,8 @@ export type FaultMode =
   | 'kill-mid-stream'
   /** The socket is destroyed before any byte is written. */
   | 'reset'
+  /** 200 with `scriptType` and the raw bytes of `script` (framing fuzz). */
+  | 'script'
 
 export interface Execution {
   tool: string
@@ -34,6 +36,8 @@ export interface FaultyUpstream {
   port: number
   mode: FaultMode
   slowMs: number
+  script: string | Buffer
+  scriptType: string
   executions: Execution[]
   /** Requests whose client went away before the upstream answered (abort propagation). */
   aborted: number
@@ -59,6 +63,8 @@ export async function startFaultyUpstream(o: { tls?: { key: string; cert: string
     port: 0,
     mode: 'normal',
     slowMs: 2_000,
+    script: '',
+    scriptType: 'text/event-stream',
     executions: [],
     aborted: 0,
     inFlight: () => inFlight,
@@ -84,6 +90,10 @@ export async function startFaultyUpstream(o: { tls?: { key: string; cert: string
         up.aborted++
         return
       }
+    }
+    if (mode === 'script') {
+      res.writeHead(200, { 'content-type': up.scriptType }).end(up.script)
+      return
     }
     if (mode === 'garbage') {
       res.writeHead(200, { 'content-type': 'application/json' }).end('{"jsonrpc":"2.0","id":')
