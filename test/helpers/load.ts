@@ -29,6 +29,8 @@ export interface LoadOptions {
   tool?: { name: string; arguments: Record<string, unknown>; expect: string }
   /** Pause between calls, to keep a loaded CI machine responsive. */
   pauseMs?: number
+  /** Per-call timeout. Default 30 s. */
+  callTimeoutMs?: number
   /** Reconnect (new session) after a failed call. Default true. */
   reconnect?: boolean
 }
@@ -55,7 +57,7 @@ export function startLoad(o: LoadOptions): Load {
     while (!stopping) {
       try {
         client ??= await connect(w)
-        const r = (await client.callTool({ name: tool.name, arguments: tool.arguments }, undefined, { timeout: 30_000 })) as { content?: Array<{ text?: string }> }
+        const r = (await client.callTool({ name: tool.name, arguments: tool.arguments }, undefined, { timeout: o.callTimeoutMs ?? 30_000 })) as { content?: Array<{ text?: string }> }
         if (r.content?.[0]?.text === tool.expect) result.ok++
         else result.wrong++
       } catch (e) {
