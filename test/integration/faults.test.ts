@@ -19,6 +19,8 @@ import { INIT, MCP_HEADERS, startStack, type Stack } from '../helpers/stack.js'
 
 const WORKERS = Number(process.env.RELIABILITY_WORKERS ?? 3)
 const PHASE_MS = Number(process.env.RELIABILITY_PHASE_MS ?? 1_500)
+/** Test timeouts grow with the phase length (npm run soak uses long phases). */
+const T = (ms: number) => ms + 10 * PHASE_MS
 const EXCHANGE = { clientId: 'warden-faults', clientSecret: 'faults-secret-0123456789abcdef' }
 
 const POLICY = `apiVersion: mcp-warden/v1
@@ -149,7 +151,7 @@ describe('faults under load', () => {
     report(`redis kill/restart: ${r.ok} calls ok (${okDuringOutage} while Redis was down), ${r.failed} failed, ${r.wrong} wrong; hijack during outage 404`)
     expect(r.wrong).toBe(0)
     expect(okDuringOutage).toBeGreaterThan(0)
-  }, 90_000)
+  }, T(90_000))
 
   it('AS down: JWTs verify from cached keys; token exchange fails closed with a clear error; recovers without restart', async () => {
     const alice = await tokenFor('alpha')
@@ -180,7 +182,7 @@ describe('faults under load', () => {
     expect(okWhileDown).toBeGreaterThan(0)
     expect(r.failed).toBe(0)
     expect(r.wrong).toBe(0)
-  }, 90_000)
+  }, T(90_000))
 
   it('JWKS rotation and key revocation while traffic flows: new kid accepted, revoked kid refused for good', async () => {
     const oldToken = await tokenFor('alpha')
@@ -212,7 +214,7 @@ describe('faults under load', () => {
     const r = await load.stop()
     report(`JWKS rotation+revocation: ${r.ok} calls ok, ${r.failed} failed during two AS restarts (token requests to the restarting AS); revoked kid refused ${revokedAfterMs} ms after removal (maxAge 2s)`)
     expect(r.wrong).toBe(0)
-  }, 90_000)
+  }, T(90_000))
 
   it('SHTTP-18 / a client that aborts cancels the upstream request (no leak)', async () => {
     const token = await tokenFor('faulty')
@@ -238,7 +240,7 @@ describe('faults under load', () => {
     ctl2.abort()
     await waitFor(async () => up.inFlight() === 0, 10_000)
     expect(Date.now() - t).toBeLessThan(15_000)
-  }, 30_000)
+  }, T(30_000))
 
   it('upstream slow, answering garbage, reset or killed mid-stream: clean JSON-RPC errors or a properly ended stream, no hang, no fd leak', async () => {
     const token = await tokenFor('faulty')
@@ -281,7 +283,7 @@ describe('faults under load', () => {
     expect(fds1).toBeLessThanOrEqual(fds0 + 10)
     for (const l of streams) expect(l).toMatch(/ 0$/)
     expect(r.failed).toBe(0)
-  }, 120_000)
+  }, T(120_000))
 
   it('a broken policy file during load: refused with its position, the previous policy stays in force', async () => {
     const alice = await tokenFor('alpha')
@@ -299,5 +301,5 @@ describe('faults under load', () => {
     report(`broken policy reload: refused at main.yaml:${position}; ${r.ok} calls ok, ${r.failed} failed during the reload`)
     expect(r.failed).toBe(0)
     expect(r.wrong).toBe(0)
-  }, 60_000)
+  }, T(60_000))
 })

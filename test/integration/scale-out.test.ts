@@ -21,6 +21,8 @@ import { INIT, MCP_HEADERS } from '../helpers/stack.js'
 
 const WORKERS = Number(process.env.RELIABILITY_WORKERS ?? 3)
 const PHASE_MS = Number(process.env.RELIABILITY_PHASE_MS ?? 1_500)
+/** Test timeouts grow with the phase length (npm run soak uses long phases). */
+const T = (ms: number) => ms + 10 * PHASE_MS
 const EXCHANGE = { clientId: 'warden-scale', clientSecret: 'scale-secret-0123456789abcdef' }
 const POLICY = `apiVersion: mcp-warden/v1
 kind: Policy
@@ -123,7 +125,7 @@ describe('three replicas on one Redis behind a balancer', () => {
     expect(as.counters.jwks - jwks0).toBe(0)
     expect(jwks0).toBeLessThanOrEqual(3)
     expect(lb.backends.every((b) => b.served > 0)).toBe(true)
-  }, 60_000)
+  }, T(60_000))
 
   it('SHTTP-27 / ATK-67 / sessions bound on every replica: the owner works everywhere, another user nowhere', async () => {
     const alice = await token('alpha')
@@ -134,7 +136,7 @@ describe('three replicas on one Redis behind a balancer', () => {
       expect((await post('alpha', bob, call('add', { a: 1, b: 1 }), { 'mcp-session-id': sid })).status).toBe(404)
       expect((await post('alpha', alice, call('add', { a: 1, b: 1 }), { 'mcp-session-id': sid })).status).toBe(200)
     }
-  }, 60_000)
+  }, T(60_000))
 
   it('SIGTERM drains in-flight SSE calls; SIGKILL fails only the killed replica in-flight requests; no wrong allow throughout', async () => {
     const alice = await token('alpha')
@@ -197,7 +199,7 @@ describe('three replicas on one Redis behind a balancer', () => {
     expect(attacks).toBeGreaterThan(0)
     expect(r.wrong).toBe(0)
     expect(r.ok).toBeGreaterThan(0)
-  }, 120_000)
+  }, T(120_000))
 
   // Hooks for features on other branches; the lead fills them in after merging.
   it.todo('limits exact across three replicas (issue 7, branch ratelimit): N allowed per window in total, not per replica')

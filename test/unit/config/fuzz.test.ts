@@ -97,7 +97,7 @@ function expectCleanOutcome(file: string, text: string, run: () => unknown): voi
 
 const load = (text: string) => loadConfigText('gw.yaml', text, { env: { GW_SECRET: 's3cret-s3cret' } })
 
-describe('config loader fuzz', () => {
+describe('config loader fuzz', { timeout: 120_000 }, () => {
   it('the base document is valid (the fuzz starts from a working config)', () => {
     expect(load(BASE_TEXT).config.routes).toHaveLength(1)
   })
@@ -150,7 +150,7 @@ describe('config loader fuzz', () => {
   })
 })
 
-describe('policy loader fuzz', () => {
+describe('policy loader fuzz', { timeout: 120_000 }, () => {
   it(`policy text mutated anywhere (${RUNS} cases): a policy set or a positioned ConfigError`, () => {
     const token = fc.constantFrom('*a', '&a ', ':', '- ', '{', '}', '[', ']', '"', '\n', ' ', '__proto__', '""', '[]', '{}', 'null', '-1', '1e999', 'gt: x', '.*', '(', '\u0000')
     fc.assert(
