@@ -31,6 +31,12 @@ export type Reason =
   | 'limit'
   | 'policy-method'
   | 'policy-approval'
+  | 'approval-denied'
+  | 'approval-pending'
+  | 'approval-expired'
+  | 'approval-unavailable'
+  | 'approval-unbound'
+  | 'approval-callback'
   | 'route-not-found'
   | 'upstream-unavailable'
   | 'upstream-timeout'
@@ -79,6 +85,16 @@ export const ERROR_CATALOGUE = {
   // surface it as a JSON-RPC error of the call rather than a transport failure.
   GW_POLICY_DENIED: { status: 200, reason: 'policy-deny', protocol: 'jsonrpc', rpcCode: -31403, message: 'Forbidden by gateway policy' },
   GW_POLICY_METHOD_DENIED: { status: 200, reason: 'policy-method', protocol: 'jsonrpc', rpcCode: -32601, message: 'Method not found' },
+  // Human approval (docs/approvals.md): application-defined codes next to POL-12's, HTTP 200 so the
+  // client sees an error of the call; the retry of the same call is what completes an approval.
+  GW_APPROVAL_DENIED: { status: 200, reason: 'approval-denied', protocol: 'jsonrpc', rpcCode: -31460, message: 'The user denied this call' },
+  GW_APPROVAL_PENDING: { status: 200, reason: 'approval-pending', protocol: 'jsonrpc', rpcCode: -31461, message: 'Awaiting the user\'s approval; retry the same call' },
+  GW_APPROVAL_EXPIRED: { status: 200, reason: 'approval-expired', protocol: 'jsonrpc', rpcCode: -31462, message: 'The approval request expired without a decision' },
+  GW_APPROVAL_NOT_BOUND: { status: 200, reason: 'approval-unbound', protocol: 'jsonrpc', rpcCode: -31463, message: 'The approval does not cover this call' },
+  GW_APPROVAL_UNAVAILABLE: { status: 503, reason: 'approval-unavailable', protocol: 'jsonrpc', rpcCode: -32603, message: 'Human approval is temporarily unavailable' },
+  GW_APPROVAL_CALLBACK_INVALID: { status: 400, reason: 'approval-callback', protocol: 'plain', message: 'Invalid approval callback' },
+  GW_APPROVAL_CALLBACK_SIGNATURE: { status: 401, reason: 'approval-callback', protocol: 'plain', message: 'Invalid approval callback signature' },
+  GW_APPROVAL_CALLBACK_REPLAYED: { status: 409, reason: 'approval-callback', protocol: 'plain', message: 'Approval callback already processed' },
   GW_UPSTREAM_UNAVAILABLE: { status: 502, reason: 'upstream-unavailable', protocol: 'jsonrpc', rpcCode: -32603, message: 'Upstream unavailable' },
   GW_UPSTREAM_TIMEOUT: { status: 504, reason: 'upstream-timeout', protocol: 'jsonrpc', rpcCode: -32603, message: 'Upstream timed out' },
   GW_UPSTREAM_INVALID_RESPONSE: { status: 502, reason: 'upstream-invalid', protocol: 'jsonrpc', rpcCode: -32603, message: 'Upstream returned an invalid response' },
