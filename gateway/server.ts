@@ -15,6 +15,7 @@
 import { randomUUID } from 'node:crypto'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type preHandlerHookHandler } from 'fastify'
 import type { Logger } from 'pino'
+import { approvalStage, createApprovalGate, registerApprovalCallbacks } from './approval/plugin.js'
 import { IntrospectionVerifier } from './auth/introspection.js'
 import { authenticateHook } from './auth/plugin.js'
 import { TokenValidator, type OpaqueTokenVerifier } from './auth/token-validator.js'
@@ -125,7 +126,10 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
   registerResourceMetadata(app, config)
   const authenticate = authenticateHook(validator, metrics)
   const policies = createPolicyEngine(config, logger, metrics)
-  const decide = policies ? [policyStage(policies, metrics, { rawArguments: config.policies!.rawArguments, ...(deps.now ? { now: deps.now } : {}) })] : []
+  // Human approval (docs/approvals.md): only where some issuer has an approval channel.
+  const approvals = policies ? createApprovalGate(config, { store, registry: metrics.registry, discover: (name) => validator.keys.get(name)!.discover(), ...(deps.now ? { now: deps.now } : {}) }) : undefined
+  if (approvals) registerApprovalCallbacks(app, approvals)
+  const decide = policies ? [policyStage(policies, metrics, { rawArguments: config.policies!.rawArguments, approvals: approvals !== undefined, ...(deps.now ? { now: deps.now } : {}) })] : []
   const sessions = new SessionRegistry(store, config.sessions.ttlMs)
   const checkSession = checkSessionHook(sessions)
   const sessionObserver = observeSessions(sessions)
@@ -151,7 +155,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     }
     // API routes: no MCP parsing, no sessions, no MCP policy; request.gw.http is kept for HTTP policies.
     const mcp = route.kind === 'mcp'
-    const preHandler = [...(mcp ? [checkMcpRequest, checkSession, ...decide] : []), ...(deps.stages?.(route) ?? []), ...credentialStage(broker, route)]
+    const preHandler = [...(mcp ? [checkMcpRequest, checkSession, ...decide, ...(approvals ? [approvalStage(approvals, route)] : [])] : []), ...(deps.stages?.(route) ?? []), ...credentialStage(broker, route)]
     await registerRouteProxy(app, route, { onRequest: [authenticate], preHandler, onUpstreamResponse: mcp ? [sessionObserver] : [] }, metrics, target)
   }
   const egress = config.egress

@@ -34,6 +34,17 @@ export interface RuntimeIssuer {
   readonly validation: 'jwt' | 'introspection' | 'both'
   readonly introspection: RuntimeIntrospection
   readonly jwks: { readonly cooldownMs: number; readonly maxAgeMs: number; readonly maxStaleMs: number; readonly timeoutMs: number }
+  readonly approval: RuntimeApproval | undefined
+}
+
+export interface RuntimeApproval {
+  readonly channel: 'ciba' | 'webhook'
+  readonly backchannelEndpoint: string | undefined
+  readonly loginHintClaim: string
+  readonly scope: string
+  readonly intervalMs: number
+  readonly timeoutMs: number
+  readonly webhook: { readonly url: string; readonly secret: Secret; readonly maxSkewMs: number } | undefined
 }
 
 export interface RuntimeIntrospection {
@@ -323,6 +334,7 @@ function normalizeIssuer(src: YamlSource, name: string, iss: IssuerInput, baseDi
     client: normalizeClient(src, name, iss, baseDir, env, problems, warnings),
     validation: iss.validation,
     introspection,
+    approval: normalizeApproval(src, name, iss, baseDir, env, problems, warnings),
     jwks: {
       cooldownMs: parseDuration(iss.jwks.cooldown),
       maxAgeMs: parseDuration(iss.jwks.maxAge),
@@ -330,6 +342,26 @@ function normalizeIssuer(src: YamlSource, name: string, iss: IssuerInput, baseDi
       timeoutMs: parseDuration(iss.jwks.timeout),
     },
   }
+}
+
+function normalizeApproval(src: YamlSource, name: string, iss: IssuerInput, baseDir: string, env: NodeJS.ProcessEnv, problems: ConfigProblem[], warnings: string[]): RuntimeApproval | undefined {
+  const a = iss.approval
+  if (!a) return undefined
+  const at = (...p: string[]) => ['issuers', name, 'approval', ...p]
+  if (a.channel === 'ciba' && !iss.client) problems.push(problemAt(src, at('channel'), 'ciba needs client credentials (issuers.<name>.client): mcp-warden is the CIBA client'))
+  if (a.channel === 'ciba' && !a.scope.split(' ').includes('openid')) problems.push(problemAt(src, at('scope'), 'a CIBA request must include the openid scope'))
+  if (a.channel === 'webhook' && !a.webhook) problems.push(problemAt(src, at('channel'), 'webhook needs approval.webhook (url, secret)'))
+  let webhook: RuntimeApproval['webhook']
+  if (a.webhook) {
+    const r = resolveSecret(a.webhook.secret, baseDir, env)
+    if (!r.ok) problems.push(problemAt(src, at('webhook', 'secret'), r.message))
+    else {
+      if (r.inline) warnings.push(`issuers.${name}.approval.webhook.secret is written inline; use fromEnv or fromFile outside development`)
+      if (r.secret.reveal().length < 32) problems.push(problemAt(src, at('webhook', 'secret'), 'the webhook secret must be at least 32 characters'))
+      webhook = { url: a.webhook.url, secret: r.secret, maxSkewMs: parseDuration(a.webhook.maxSkew) }
+    }
+  }
+  return { channel: a.channel, backchannelEndpoint: a.backchannelEndpoint, loginHintClaim: a.loginHintClaim, scope: a.scope, intervalMs: parseDuration(a.interval), timeoutMs: parseDuration(a.timeout), webhook }
 }
 
 function normalizeIntrospection(src: YamlSource, name: string, iss: IssuerInput, problems: ConfigProblem[], warnings: string[]): RuntimeIntrospection {

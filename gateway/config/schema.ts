@@ -107,6 +107,31 @@ export const IssuerSchema = Type.Object(
       },
       { ...Strict, default: {}, description: 'RFC 7662 introspection settings, used when validation is introspection or both.' },
     ),
+    approval: Type.Optional(
+      Type.Object(
+        {
+          channel: Type.Union([Type.Literal('ciba'), Type.Literal('webhook')], {
+            description: 'ciba: OpenID CIBA poll mode at this AS, as mcp-warden (`client`, granted urn:openid:params:grant-type:ciba). webhook: a signed POST to `webhook.url`, decided by a signed callback.',
+          }),
+          backchannelEndpoint: Type.Optional(Type.String({ ...HttpUrl, description: 'ciba: backchannel_authentication_endpoint. Default: from discovery.' })),
+          loginHintClaim: Type.String({ minLength: 1, default: 'sub', description: 'ciba: the caller token claim sent as login_hint. Default sub.' }),
+          scope: Type.String({ minLength: 1, default: 'openid', description: 'ciba: scope of the backchannel request (must include openid). Default openid.' }),
+          interval: Type.String({ ...Duration, default: '5s', description: 'ciba: polling interval when the AS names none (CIBA §7.3 default 5s); an `interval` from the AS and slow_down (+5s) always win.' }),
+          timeout: Type.String({ ...Duration, default: '5s', description: 'Timeout of one request to the AS or the webhook. Default 5s.' }),
+          webhook: Type.Optional(
+            Type.Object(
+              {
+                url: Type.Union([HttpUrl], { description: 'Where approval requests are POSTed (signed).' }),
+                secret: Type.Union([SecretSource], { description: 'HMAC-SHA256 key signing requests and verifying callbacks (at least 32 characters).' }),
+                maxSkew: Type.String({ ...Duration, default: '5m', description: 'Callbacks whose signed timestamp is further from now are refused. Default 5m.' }),
+              },
+              Strict,
+            ),
+          ),
+        },
+        { ...Strict, description: 'How require-approval policy rules reach the user of this issuer (docs/approvals.md).' },
+      ),
+    ),
     jwks: Type.Object(
       {
         cooldown: Type.String({ ...Duration, default: '30s', description: 'Minimum time between two JWKS fetches caused by unknown kids. Default 30s.' }),
