@@ -90,7 +90,7 @@ export interface CibaHooks {
    * The user approves on their device: a grant for the requested scope, resource and
    * authorization_details (or, to test the client, other authorization_details than requested).
    */
-  approve(authReqId: string, o?: { authorizationDetails?: unknown[] }): Promise<void>;
+  approve(authReqId: string, o?: { authorizationDetails?: unknown[]; accountId?: string }): Promise<void>;
   /** The user denies (CIBA access_denied). */
   deny(authReqId: string): Promise<void>;
 }
@@ -945,6 +945,8 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
       async approve(authReqId, o = {}) {
         const request = await provider.BackchannelAuthenticationRequest.find(authReqId);
         if (!request) throw new Error('unknown or expired backchannel authentication request');
+        // Someone else approving (a misrouted push, a shared device): the tokens name them.
+        if (o.accountId) request.accountId = o.accountId;
         const grant = new provider.Grant({ accountId: request.accountId, clientId: request.clientId });
         grant.addOIDCScope(request.scope);
         const scopes = splitScope(request.scope);

@@ -4,6 +4,7 @@
  * (RFC 9396 §3) describing the call, and the token request polls (§10.1) that learn the outcome.
  * Decision logic only: no Fastify, no clock of its own.
  */
+import { decodeJwt, type JWTPayload } from 'jose'
 import type { OAuthClient } from '../oauth/client.js'
 import { OAuthRequestError } from '../oauth/client.js'
 
@@ -29,7 +30,7 @@ export interface CibaStarted {
 }
 
 export type CibaPoll =
-  | { status: 'approved'; authorizationDetails: unknown; accessToken: string; expiresInSec: number | undefined }
+  | { status: 'approved'; authorizationDetails: unknown; accessToken: string; expiresInSec: number | undefined; idToken: JWTPayload | undefined }
   | { status: 'pending' }
   | { status: 'slow_down' }
   | { status: 'denied' }
@@ -58,6 +59,10 @@ export class CibaChannel {
     private readonly endpoints: () => Promise<CibaEndpoints>,
     private readonly timeoutMs: number,
   ) {}
+
+  get clientId(): string {
+    return this.client.clientId
+  }
 
   async start(s: CibaStart): Promise<CibaStarted> {
     const { backchannel } = await this.endpoints()
@@ -115,6 +120,28 @@ export class CibaChannel {
       authorizationDetails: body.authorization_details,
       accessToken: body.access_token,
       expiresInSec: typeof body.expires_in === 'number' ? body.expires_in : undefined,
+      idToken: claimsOf(body.id_token),
     }
   }
+}
+
+/**
+ * The ID token of a CIBA token response (§10.1.1). It comes straight from the token endpoint on a
+ * client-authenticated connection, so OIDC Core §3.1.3.7 lets TLS stand in for its signature; its
+ * claims say who approved, and the gate compares them with the caller.
+ */
+function claimsOf(idToken: unknown): JWTPayload | undefined {
+  if (typeof idToken !== 'string') return undefined
+  try {
+    return decodeJwt(idToken)
+  } catch {
+    return undefined
+  }
+}
+
+/** Whether the ID token names the user the call was made for, issued to mcp-warden, unexpired. */
+export function approvedBy(idToken: JWTPayload | undefined, expected: { issuer: string; subject: string; clientId: string }, nowMs: number): boolean {
+  if (!idToken) return false
+  const aud = Array.isArray(idToken.aud) ? idToken.aud : [idToken.aud]
+  return idToken.iss === expected.issuer && idToken.sub === expected.subject && aud.includes(expected.clientId) && typeof idToken.exp === 'number' && idToken.exp * 1000 > nowMs
 }

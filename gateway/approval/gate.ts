@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto'
 import type { CompiledApproval } from '../policy/compile.js'
 import { GatewayError } from '../errors.js'
 import { authorizationDetail, bindingDigest, bindingMessage, detailsNameBinding, windowDigest, type ApprovalBinding } from './binding.js'
-import { CibaChannel, CibaError, SLOW_DOWN_MS } from './ciba.js'
+import { approvedBy, CibaChannel, CibaError, SLOW_DOWN_MS } from './ciba.js'
 import type { ApprovalDecision, ApprovalLedger, ApprovalRecord, Channel } from './ledger.js'
 import type { ApprovalMetrics } from './metrics.js'
 import { deliver, parseCallback, verify, WebhookError } from './webhook.js'
@@ -154,7 +154,13 @@ export class ApprovalGate {
       if (ch.channel === 'ciba') {
         const hint = call.principal.claims[ch.loginHintClaim]
         if (typeof hint !== 'string' || hint.length === 0) throw new CibaError(`token has no ${ch.loginHintClaim} claim for login_hint`, 'no-login-hint')
-        const started = await ch.ciba.start({ loginHint: hint, bindingMessage: message, authorizationDetails: [detail], scope: ch.scope, resource: call.resource, requestedExpirySec: call.spec.expiryMs / 1000 })
+        const ask = (bindingMessage: string) => ch.ciba.start({ loginHint: hint, bindingMessage, authorizationDetails: [detail], scope: ch.scope, resource: call.resource, requestedExpirySec: call.spec.expiryMs / 1000 })
+        // CIBA §13 invalid_binding_message: the AS wants something shorter and plainer; ask once more
+        // with a short ASCII code the approval screen and the audit line share.
+        const started = await ask(message).catch((e: unknown) => {
+          if (e instanceof CibaError && e.kind === 'invalid_binding_message') return ask(`Approve ${record.id.slice(0, 6)}`)
+          throw e
+        })
         record.authReqId = started.authReqId
         if (started.intervalSec !== undefined) record.intervalMs = started.intervalSec * 1000
         ;(record as { expiresAt: number }).expiresAt = Math.min(record.expiresAt, now + started.expiresInSec * 1000)
@@ -213,9 +219,12 @@ export class ApprovalGate {
         r.intervalMs = fresh.intervalMs
         await ledger.update(fresh)
         return undefined
-      case 'approved':
-        // The AS must have approved this call: its authorization_details still name the binding.
-        return this.decide(r, detailsNameBinding(res.authorizationDetails, r.detailType, r.digest) ? 'approved' : 'unbound', 'ciba', log)
+      case 'approved': {
+        // The AS must have approved this call (its authorization_details still name the binding),
+        // and the person who approved must be the caller (CIBA §10.1.1 ID token `sub`).
+        const bound = detailsNameBinding(res.authorizationDetails, r.detailType, r.digest) && approvedBy(res.idToken, { issuer: r.binding.issuer, subject: r.binding.subject, clientId: ch.ciba.clientId }, this.#now())
+        return this.decide(r, bound ? 'approved' : 'unbound', 'ciba', log)
+      }
       case 'denied':
       case 'expired':
         return this.decide(r, res.status, 'ciba', log)

@@ -126,7 +126,7 @@ afterAll(async () => {
 })
 
 describe('require-approval through OpenID CIBA (poll mode)', () => {
-  it('CIBA-01 CIBA-03 RAR-01 approved: the user sees a readable binding message and the call runs exactly once', async () => {
+  it('CIBA-01 CIBA-09 approved: the user sees a readable binding message and the call runs exactly once', async () => {
     const token = await a.token({ subject: 'carol' })
     const client = await connect(a.url, token)
     const before = executions(a, 'transfer_funds')
@@ -163,7 +163,7 @@ describe('require-approval through OpenID CIBA (poll mode)', () => {
     await client.close()
   }, 60_000)
 
-  it('CIBA-05 denied: JSON-RPC error that says so, and the upstream sees nothing', async () => {
+  it('CIBA-03 denied (access_denied): JSON-RPC error that says so, and the upstream sees nothing', async () => {
     const client = await connect(a.url, await a.token({ subject: 'dave' }))
     const before = executions(a, 'transfer_funds', (x) => x.amount === 500)
     const call = client.callTool({ name: 'transfer_funds', arguments: { amount: 500, to: 'mallory' } })
@@ -176,7 +176,7 @@ describe('require-approval through OpenID CIBA (poll mode)', () => {
     await client.close()
   }, 60_000)
 
-  it('CIBA-06 expired: no decision before the request expires → error, nothing runs', async () => {
+  it('CIBA-02 CIBA-03 expired: no decision before the request expires → error, nothing runs', async () => {
     const client = await connect(a.url, await a.token({ subject: 'erin' }))
     const call = client.callTool({ name: 'delete_repo', arguments: { repo: 'prod' } })
     await as.ciba.next(15_000)
@@ -186,7 +186,7 @@ describe('require-approval through OpenID CIBA (poll mode)', () => {
     await client.close()
   }, 60_000)
 
-  it('CIBA-07 an approval is bound to its call: other arguments or another tool are not covered', async () => {
+  it('CIBA-06 an approval is bound to its call: other arguments or another tool are not covered', async () => {
     const client = await connect(a.url, await a.token({ subject: 'frank' }))
     const first = client.callTool({ name: 'transfer_funds', arguments: { amount: 200, to: 'bob' } })
     const approved = await as.ciba.next(15_000)
@@ -203,7 +203,7 @@ describe('require-approval through OpenID CIBA (poll mode)', () => {
     await client.close()
   }, 60_000)
 
-  it('CIBA-08 an AS that approves something else (other authorization_details) does not release the call', async () => {
+  it('CIBA-06 CIBA-07 an AS that approves something else (other authorization_details), or another user, does not release the call', async () => {
     const client = await connect(a.url, await a.token({ subject: 'gina' }))
     const call = client.callTool({ name: 'transfer_funds', arguments: { amount: 300, to: 'bob' } })
     const req = await as.ciba.next(15_000)
@@ -211,6 +211,11 @@ describe('require-approval through OpenID CIBA (poll mode)', () => {
     await as.ciba.approve(req.authReqId, { authorizationDetails: swapped })
     expect((await rpcError(call)).code).toBe(-31463)
     expect(executions(a, 'transfer_funds', (x) => x.amount === 300)).toBe(0)
+    // CIBA-07: approved, but by another user (the ID token's sub is not the caller).
+    const again = client.callTool({ name: 'transfer_funds', arguments: { amount: 301, to: 'bob' } })
+    await as.ciba.approve((await as.ciba.next(15_000)).authReqId, { accountId: 'mallory' })
+    expect((await rpcError(again)).code).toBe(-31463)
+    expect(executions(a, 'transfer_funds', (x) => x.amount === 301)).toBe(0)
     await client.close()
   }, 60_000)
 
@@ -230,7 +235,7 @@ describe('require-approval through OpenID CIBA (poll mode)', () => {
     await Promise.all([onA.close(), onB.close()])
   }, 60_000)
 
-  it('CIBA-10 a window approval covers the same agent and tool for its duration, and nothing else', async () => {
+  it('CIBA-06 (window) a window approval covers the same agent and tool for its duration, and nothing else', async () => {
     const client = await connect(a.url, await a.token({ subject: 'ivy' }))
     const first = client.callTool({ name: 'search', arguments: { query: 'one' } })
     await as.ciba.approve((await as.ciba.next(15_000)).authReqId)
@@ -246,7 +251,7 @@ describe('require-approval through OpenID CIBA (poll mode)', () => {
     await Promise.all([client.close(), other.close()])
   }, 60_000)
 
-  it('CIBA-11 metrics: pending gauge, requests, outcomes and decision latency', async () => {
+  it('OPS metrics: pending gauge, requests, outcomes and decision latency', async () => {
     const m = await (await fetch(`${a.adminUrl}/metrics`)).text()
     expect(m).toMatch(/^mcp_warden_approvals_pending 0$/m)
     expect(m).toMatch(/^mcp_warden_approval_requests_total\{issuer="demo",channel="ciba"\} [1-9]/m)
@@ -259,7 +264,7 @@ describe('require-approval through OpenID CIBA (poll mode)', () => {
 describe('transactional authorization (RAR, RFC 9396)', () => {
   const payment = (amount: string, creditor = 'acme') => [{ type: 'payment', tool: 'transfer_funds', amount, creditor }]
 
-  it('RAR-02 a token whose authorization_details cover the call passes; one that does not is refused', async () => {
+  it('RAR-02 RAR-04 a token whose authorization_details cover the call passes; one that does not is refused', async () => {
     const covered = await as.getToken({ resource: a.resource.beta, scope: 'tools.read', subject: 'kim', authorizationDetails: payment('120.00') })
     expect((jose.decodeJwt(covered.access_token).authorization_details as unknown[])[0]).toMatchObject({ type: 'payment', amount: '120.00' })
     const client = await connect(a.url, covered.access_token, 'beta')
