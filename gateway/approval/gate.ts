@@ -218,6 +218,7 @@ export class ApprovalGate {
         fresh.intervalMs += SLOW_DOWN_MS
         r.intervalMs = fresh.intervalMs
         await ledger.update(fresh)
+        await ledger.holdPolls(fresh)
         return undefined
       case 'approved': {
         // The AS must have approved this call (its authorization_details still name the binding),

@@ -119,6 +119,11 @@ export class ApprovalLedger {
     return this.store.get(K.window(windowDigest))
   }
 
+  /** After slow_down: no replica polls again before the new, longer interval has passed. */
+  async holdPolls(r: ApprovalRecord): Promise<void> {
+    await this.store.set(K.poll(r.id), '1', Math.max(1, r.intervalMs))
+  }
+
   /** One poll of the AS per interval across every replica waiting on the same request. */
   pollTurn(r: ApprovalRecord): Promise<boolean> {
     return this.store.setIfAbsent(K.poll(r.id), '1', Math.max(1, r.intervalMs))
