@@ -709,6 +709,8 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
     sub: string;
     scopes: string[];
     act?: unknown;
+    /** RFC 9396 authorization_details of the subject token (e.g. a CIBA-approved call). */
+    rar?: unknown[];
   }
 
   async function resolveSubjectToken(provider: ProviderInstance, token: string): Promise<SubjectInfo> {
@@ -727,7 +729,8 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
           algorithms: ['RS256'],
           requiredClaims: ['exp', 'sub'],
         });
-        return { sub: payload.sub as string, scopes: splitScope(payload.scope), act: payload.act };
+        const rar = Array.isArray(payload.authorization_details) ? payload.authorization_details : undefined;
+        return { sub: payload.sub as string, scopes: splitScope(payload.scope), act: payload.act, ...(rar ? { rar } : {}) };
       } catch (err) {
         throw invalid((err as Error).message);
       }
@@ -793,6 +796,8 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
       gty: TOKEN_EXCHANGE_GRANT,
       scope: scopes.join(' ') || undefined,
       resourceServer,
+      // What the user approved travels with the delegation (RFC 9396 §7 leaves this to the AS).
+      ...(subject.rar ? { rar: subject.rar } : {}),
     });
     const act: Record<string, unknown> = { sub: client.clientId };
     if (subject.act) act.act = subject.act;

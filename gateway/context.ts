@@ -47,7 +47,7 @@ export interface RequestContext {
   /** Egress: the inbound request this call serves, as the MCP server reported it (correlation header). */
   causedBy: string | undefined
   /** A tools/call held by a require-approval rule, for the approval stage (approval/plugin.ts). */
-  approval: { spec: CompiledApproval; tool: string; arguments: unknown; policyVersion: string; argumentsDigest: string; approvalId?: string } | undefined
+  approval: { spec: CompiledApproval; tool: string; arguments: unknown; policyVersion: string; argumentsDigest: string; approvalId?: string; approvedToken?: string } | undefined
   /** The policy decision (policy stage), for audit. */
   decision: AuditedDecision | undefined
   /**

@@ -127,7 +127,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
   const authenticate = authenticateHook(validator, metrics)
   const policies = createPolicyEngine(config, logger, metrics)
   // Human approval (docs/approvals.md): only where some issuer has an approval channel.
-  const approvals = policies ? createApprovalGate(config, { store, registry: metrics.registry, discover: (name) => validator.keys.get(name)!.discover(), ...(deps.now ? { now: deps.now } : {}) }) : undefined
+  const approvals = policies ? createApprovalGate(config, { store, registry: metrics.registry, discover: (name) => validator.keys.get(name)!.discover(), encryptionKey: config.cache.redis?.encryptionKey && Buffer.from(config.cache.redis.encryptionKey.reveal(), 'base64'), ...(deps.now ? { now: deps.now } : {}) }) : undefined
   if (approvals) registerApprovalCallbacks(app, approvals)
   const decide = policies ? [policyStage(policies, metrics, { rawArguments: config.policies!.rawArguments, approvals: approvals !== undefined, ...(deps.now ? { now: deps.now } : {}) })] : []
   const sessions = new SessionRegistry(store, config.sessions.ttlMs)

@@ -10,22 +10,23 @@
  * CIBA polling honours the AS interval and slow_down, once per interval across replicas.
  */
 import { randomBytes } from 'node:crypto'
+import { seal, unseal } from '../exchange/cache.js'
 import type { CompiledApproval } from '../policy/compile.js'
 import { GatewayError } from '../errors.js'
 import { authorizationDetail, bindingDigest, bindingMessage, detailsNameBinding, windowDigest, type ApprovalBinding } from './binding.js'
 import { approvedBy, CibaChannel, CibaError, SLOW_DOWN_MS } from './ciba.js'
-import type { ApprovalDecision, ApprovalLedger, ApprovalRecord, Channel } from './ledger.js'
+import { decisionKey, type ApprovalDecision, type ApprovalLedger, type ApprovalRecord, type Channel } from './ledger.js'
 import type { ApprovalMetrics } from './metrics.js'
 import { deliver, parseCallback, verify, WebhookError } from './webhook.js'
 
 export type GateOutcome = 'approved' | 'denied' | 'expired' | 'unbound'
 
 export type ChannelConfig =
-  | { channel: 'ciba'; ciba: CibaChannel; loginHintClaim: string; scope: string; intervalMs: number }
+  | { channel: 'ciba'; ciba: CibaChannel; loginHintClaim: string; scope: string; intervalMs: number; keepToken?: boolean }
   | { channel: 'webhook'; url: string; secret: string; timeoutMs: number; maxSkewMs: number; callbackUrl: string }
 
 export interface HeldCall {
-  principal: { issuerName: string; issuer: string; subject: string; clientId: string; claims: Readonly<Record<string, unknown>> }
+  principal: { issuerName: string; issuer: string; subject: string; clientId: string; scopes?: ReadonlySet<string>; claims: Readonly<Record<string, unknown>> }
   route: string
   /** The route's resource (RFC 8707), requested for the CIBA token. */
   resource: string
@@ -48,6 +49,8 @@ export interface GateDeps {
   now?: () => number
   /** How often a waiting call looks at the shared decision. */
   checkEveryMs?: number
+  /** cache.redis.encryptionKey: approved tokens are shared between replicas only sealed. */
+  encryptionKey?: Buffer | undefined
 }
 
 const sleep = (ms: number, signal?: AbortSignal) =>
@@ -65,6 +68,8 @@ const sleep = (ms: number, signal?: AbortSignal) =>
 export class ApprovalGate {
   readonly #d: GateDeps
   readonly #now: () => number
+  /** Approved tokens this replica obtained, until the call that consumes the approval takes them. */
+  readonly #tokens = new Map<string, { token: string; until: number }>()
 
   constructor(deps: GateDeps) {
     this.#d = deps
@@ -77,7 +82,7 @@ export class ApprovalGate {
   }
 
   /** Resolves when the call may proceed (returns the approval id); throws a GatewayError otherwise. */
-  async pass(call: HeldCall, log: AuditLog, signal?: AbortSignal): Promise<{ id: string; via: 'approval' | 'window' }> {
+  async pass(call: HeldCall, log: AuditLog, signal?: AbortSignal): Promise<{ id: string; via: 'approval' | 'window'; token?: string | undefined }> {
     const { ledger, metrics } = this.#d
     const binding = ApprovalGate.binding(call)
     const digest = bindingDigest(binding)
@@ -104,9 +109,10 @@ export class ApprovalGate {
         if (outcome === 'approved') {
           if (await ledger.consume(r)) {
             if (call.spec.windowMs !== undefined) await ledger.openWindow(windowDigest(binding), r, call.spec.windowMs)
-            log.info({ event: 'approval.consumed', approval: { id: r.id, binding, window: call.spec.windowMs } }, 'approved call proceeds')
+            const token = await this.#takeToken(r, log)
+            log.info({ event: 'approval.consumed', approval: { id: r.id, binding, window: call.spec.windowMs, approvedToken: token !== undefined } }, 'approved call proceeds')
             count('approved')
-            return { id: r.id, via: 'approval' }
+            return { id: r.id, via: 'approval', token }
           }
           // A concurrent identical call used this approval: this one needs its own, asked once.
           if (attempt === 0) continue
@@ -154,7 +160,9 @@ export class ApprovalGate {
       if (ch.channel === 'ciba') {
         const hint = call.principal.claims[ch.loginHintClaim]
         if (typeof hint !== 'string' || hint.length === 0) throw new CibaError(`token has no ${ch.loginHintClaim} claim for login_hint`, 'no-login-hint')
-        const ask = (bindingMessage: string) => ch.ciba.start({ loginHint: hint, bindingMessage, authorizationDetails: [detail], scope: ch.scope, resource: call.resource, requestedExpirySec: call.spec.expiryMs / 1000 })
+        // The approved token may stand in for the caller's: it gets the caller's scopes, never more.
+        const scope = [...new Set([...ch.scope.split(' '), ...(ch.keepToken ? [...(call.principal.scopes ?? [])].filter((s) => s !== 'offline_access') : [])])].join(' ')
+        const ask = (bindingMessage: string) => ch.ciba.start({ loginHint: hint, bindingMessage, authorizationDetails: [detail], scope, resource: call.resource, requestedExpirySec: call.spec.expiryMs / 1000 })
         // CIBA §13 invalid_binding_message: the AS wants something shorter and plainer; ask once more
         // with a short ASCII code the approval screen and the audit line share.
         const started = await ask(message).catch((e: unknown) => {
@@ -224,7 +232,7 @@ export class ApprovalGate {
         // The AS must have approved this call (its authorization_details still name the binding),
         // and the person who approved must be the caller (CIBA §10.1.1 ID token `sub`).
         const bound = detailsNameBinding(res.authorizationDetails, r.detailType, r.digest) && approvedBy(res.idToken, { issuer: r.binding.issuer, subject: r.binding.subject, clientId: ch.ciba.clientId }, this.#now())
-        return this.decide(r, bound ? 'approved' : 'unbound', 'ciba', log)
+        return this.decide(r, bound ? 'approved' : 'unbound', 'ciba', log, bound && ch.keepToken ? res.accessToken : undefined)
       }
       case 'denied':
       case 'expired':
@@ -236,15 +244,33 @@ export class ApprovalGate {
   }
 
   /** Records a decision once; returns the decision in force (ours, or the one recorded first). */
-  async decide(r: ApprovalRecord, outcome: GateOutcome, via: Channel, log: AuditLog): Promise<GateOutcome> {
+  async decide(r: ApprovalRecord, outcome: GateOutcome, via: Channel, log: AuditLog, token?: string): Promise<GateOutcome> {
     const { ledger, metrics } = this.#d
-    const d: ApprovalDecision = { outcome: outcome as ApprovalDecision['outcome'], at: this.#now(), via }
+    const key = this.#d.encryptionKey
+    const d: ApprovalDecision = { outcome: outcome as ApprovalDecision['outcome'], at: this.#now(), via, ...(token && key ? { sealedToken: seal(key, decisionKey(r.id), token) } : {}) }
     if (!(await ledger.decide(r, d))) return (await ledger.decision(r.id))?.outcome ?? outcome
+    if (token) this.#tokens.set(r.id, { token, until: r.expiresAt })
     const latencyMs = d.at - r.createdAt
     metrics.outcomes.inc({ issuer: r.issuer, channel: r.channel, outcome })
     metrics.decisionSeconds.observe({ channel: r.channel, outcome }, latencyMs / 1000)
     log.info({ event: outcome === 'expired' ? 'approval.expired' : 'approval.decided', approval: { id: r.id, channel: r.channel, via, outcome, latencyMs, binding: r.binding } }, `approval ${outcome}`)
     return outcome
+  }
+
+  /** The approved token for the call that consumed `r`: from this replica, else unsealed from the ledger. */
+  async #takeToken(r: ApprovalRecord, log: AuditLog): Promise<string | undefined> {
+    const ch = this.#d.channels.get(r.issuer)
+    if (ch?.channel !== 'ciba' || !ch.keepToken) return undefined
+    const now = this.#now()
+    for (const [id, t] of this.#tokens) if (t.until + 60_000 < now) this.#tokens.delete(id)
+    const local = this.#tokens.get(r.id)
+    this.#tokens.delete(r.id)
+    if (local) return local.token
+    const sealed = (await this.#d.ledger.decision(r.id))?.sealedToken
+    const token = sealed && this.#d.encryptionKey ? unseal(this.#d.encryptionKey, decisionKey(r.id), sealed) : undefined
+    // Another replica redeemed the approval and could not share the token: the exchange uses the caller's.
+    if (!token) log.warn({ event: 'approval.token_unavailable', approval: { id: r.id } }, 'approved token not available on this replica; exchanging the caller token')
+    return token
   }
 
   /**

@@ -33,7 +33,11 @@ export interface ApprovalDecision {
   readonly outcome: Outcome
   readonly at: number
   readonly via: Channel
+  /** ciba with exchangeSubject approved: the AS-issued token, sealed (AES-256-GCM, AAD = key). */
+  readonly sealedToken?: string
 }
+
+export const decisionKey = (id: string) => K.decision(id)
 
 const K = {
   pending: (digest: string) => `approval:pending:${digest}`,

@@ -23,7 +23,7 @@ interface Metadata {
 }
 
 /** The gate for a config where some issuer has an `approval` channel; undefined otherwise. */
-export function createApprovalGate(config: RuntimeConfig, deps: { store: SharedStore; registry: Registry; discover: (issuer: string) => Promise<Metadata>; now?: () => number }): ApprovalGate | undefined {
+export function createApprovalGate(config: RuntimeConfig, deps: { store: SharedStore; registry: Registry; discover: (issuer: string) => Promise<Metadata>; now?: () => number; encryptionKey?: Buffer | undefined }): ApprovalGate | undefined {
   const channels = new Map<string, ChannelConfig>()
   for (const issuer of config.issuers.values()) {
     const a = issuer.approval
@@ -36,13 +36,13 @@ export function createApprovalGate(config: RuntimeConfig, deps: { store: SharedS
         if (!backchannel || !token) throw new Error('the AS publishes no backchannel_authentication_endpoint')
         return { backchannel, token }
       }
-      channels.set(issuer.name, { channel: 'ciba', ciba: new CibaChannel(new OAuthClient(issuer.client!), endpoints, a.timeoutMs), loginHintClaim: a.loginHintClaim, scope: a.scope, intervalMs: a.intervalMs })
+      channels.set(issuer.name, { channel: 'ciba', ciba: new CibaChannel(new OAuthClient(issuer.client!), endpoints, a.timeoutMs), loginHintClaim: a.loginHintClaim, scope: a.scope, intervalMs: a.intervalMs, keepToken: a.exchangeSubject === 'approved' })
     } else if (a.webhook) {
       channels.set(issuer.name, { channel: 'webhook', url: a.webhook.url, secret: a.webhook.secret.reveal(), timeoutMs: a.timeoutMs, maxSkewMs: a.webhook.maxSkewMs, callbackUrl: `${config.server.publicUrl}${CALLBACK_PREFIX}${issuer.name}` })
     }
   }
   if (channels.size === 0) return undefined
-  return new ApprovalGate({ ledger: new ApprovalLedger(deps.store, deps.now), channels, metrics: approvalMetrics(deps.registry), ...(deps.now ? { now: deps.now } : {}) })
+  return new ApprovalGate({ ledger: new ApprovalLedger(deps.store, deps.now), channels, metrics: approvalMetrics(deps.registry), encryptionKey: deps.encryptionKey, ...(deps.now ? { now: deps.now } : {}) })
 }
 
 export function approvalStage(gate: ApprovalGate, route: RuntimeRoute): preHandlerHookHandler {
@@ -56,12 +56,13 @@ export function approvalStage(gate: ApprovalGate, route: RuntimeRoute): preHandl
     }
     reply.raw.once('close', onClose)
     try {
-      const { id } = await gate.pass(
+      const { id, token } = await gate.pass(
         { principal: request.gw.principal!, route: route.name, resource: route.resource, tool: held.tool, arguments: held.arguments, argumentsDigest: held.argumentsDigest, policyVersion: held.policyVersion, spec: held.spec },
         request.log,
         abort.signal,
       )
       held.approvalId = id
+      if (token) held.approvedToken = token
     } finally {
       reply.raw.off('close', onClose)
     }

@@ -44,6 +44,7 @@ export interface RuntimeApproval {
   readonly scope: string
   readonly intervalMs: number
   readonly timeoutMs: number
+  readonly exchangeSubject: 'caller' | 'approved'
   readonly webhook: { readonly url: string; readonly secret: Secret; readonly maxSkewMs: number } | undefined
 }
 
@@ -350,6 +351,7 @@ function normalizeApproval(src: YamlSource, name: string, iss: IssuerInput, base
   const at = (...p: string[]) => ['issuers', name, 'approval', ...p]
   if (a.channel === 'ciba' && !iss.client) problems.push(problemAt(src, at('channel'), 'ciba needs client credentials (issuers.<name>.client): mcp-warden is the CIBA client'))
   if (a.channel === 'ciba' && !a.scope.split(' ').includes('openid')) problems.push(problemAt(src, at('scope'), 'a CIBA request must include the openid scope'))
+  if (a.channel === 'webhook' && a.exchangeSubject === 'approved') problems.push(problemAt(src, at('exchangeSubject'), 'exchangeSubject: approved needs the ciba channel (a webhook approval issues no token)'))
   if (a.channel === 'webhook' && !a.webhook) problems.push(problemAt(src, at('channel'), 'webhook needs approval.webhook (url, secret)'))
   let webhook: RuntimeApproval['webhook']
   if (a.webhook) {
@@ -361,7 +363,7 @@ function normalizeApproval(src: YamlSource, name: string, iss: IssuerInput, base
       webhook = { url: a.webhook.url, secret: r.secret, maxSkewMs: parseDuration(a.webhook.maxSkew) }
     }
   }
-  return { channel: a.channel, backchannelEndpoint: a.backchannelEndpoint, loginHintClaim: a.loginHintClaim, scope: a.scope, intervalMs: parseDuration(a.interval), timeoutMs: parseDuration(a.timeout), webhook }
+  return { channel: a.channel, backchannelEndpoint: a.backchannelEndpoint, loginHintClaim: a.loginHintClaim, scope: a.scope, intervalMs: parseDuration(a.interval), timeoutMs: parseDuration(a.timeout), exchangeSubject: a.exchangeSubject, webhook }
 }
 
 function normalizeIntrospection(src: YamlSource, name: string, iss: IssuerInput, problems: ConfigProblem[], warnings: string[]): RuntimeIntrospection {

@@ -118,6 +118,11 @@ export const IssuerSchema = Type.Object(
           scope: Type.String({ minLength: 1, default: 'openid', description: 'ciba: scope of the backchannel request (must include openid). Default openid.' }),
           interval: Type.String({ ...Duration, default: '5s', description: 'ciba: polling interval when the AS names none (CIBA §7.3 default 5s); an `interval` from the AS and slow_down (+5s) always win.' }),
           timeout: Type.String({ ...Duration, default: '5s', description: 'Timeout of one request to the AS or the webhook. Default 5s.' }),
+          exchangeSubject: Type.Union([Type.Literal('caller'), Type.Literal('approved')], {
+            default: 'caller',
+            description:
+              "ciba: the subject_token of the route's token exchange for an approved call. caller (default): the caller's token, as for any call. approved: the token the AS issued for the approval (it carries the approved authorization_details), so the upstream credential derives from the approval; needs cache.redis.encryptionKey to work across replicas.",
+          }),
           webhook: Type.Optional(
             Type.Object(
               {

@@ -76,7 +76,10 @@ let b: Stack
 let dir: string
 
 const issuerExtra = () => `client: { id: ${as.gateway.clientId}, secret: { value: ${as.gateway.clientSecret} } }
-approval: { channel: ciba, interval: 200ms }`
+approval: { channel: ciba, interval: 200ms, exchangeSubject: approved }`
+// The upstream credential is exchanged; for an approved call, from the token the AS issued for the approval.
+const UPSTREAM = 'https://upstream.example/alpha'
+const ENCRYPTION_KEY = Buffer.alloc(32, 7).toString('base64')
 
 async function connect(url: string, token: string, route = 'alpha'): Promise<Client> {
   const client = new Client({ name: 'approvals-test', version: '1' })
@@ -112,8 +115,9 @@ beforeAll(async () => {
   writeFileSync(join(dir, 'payments.yaml'), RAR_POLICY)
   as = await startAuthorizationServer({ ciba: true })
   const extra = `policies: { dir: ${dir}, watch: false }`
-  a = await startStack({ as, redis: true, issuerExtra: issuerExtra(), extra })
-  b = await startStack({ as, redis: a.redis, replicaOf: a, issuerExtra: issuerExtra(), extra })
+  const common = { as, issuerExtra: issuerExtra(), extra, routeExtras: { alpha: `credentials: { strategy: token-exchange, resource: ${UPSTREAM} }` }, redisExtra: `encryptionKey: { value: "${ENCRYPTION_KEY}" }` }
+  a = await startStack({ ...common, redis: true })
+  b = await startStack({ ...common, redis: a.redis, replicaOf: a })
 }, 60_000)
 
 afterAll(async () => {
@@ -144,6 +148,16 @@ describe('require-approval through OpenID CIBA (poll mode)', () => {
     await as.ciba.approve(req.authReqId)
     expect(text(await call)).toBe('transferred 150 to bob')
     expect(executions(a, 'transfer_funds')).toBe(before + 1)
+    // The upstream credential was exchanged from the approval's token: it carries the approved call.
+    const forwarded = a.alpha.requests.filter((r) => r.body.includes('"transfer_funds"')).at(-1)!
+    const upstreamToken = jose.decodeJwt(String(forwarded.headers.authorization).replace(/^Bearer /, ''))
+    expect(upstreamToken).toMatchObject({ sub: 'carol', aud: UPSTREAM, act: { sub: 'mcp-warden' } })
+    expect((upstreamToken.authorization_details as Record<string, unknown>[])[0]).toMatchObject({ type: 'mcp_tool_call', tool: 'transfer_funds', binding: detail!.binding })
+    // A call that needs no approval is exchanged from the caller's token as usual.
+    expect(text(await client.callTool({ name: 'transfer_funds', arguments: { amount: 20, to: 'bob' } }))).toBe('transferred 20 to bob')
+    const plain = jose.decodeJwt(String(a.alpha.requests.filter((r) => r.body.includes('"transfer_funds"')).at(-1)!.headers.authorization).replace(/^Bearer /, ''))
+    expect(plain.sub).toBe('carol')
+    expect(plain.authorization_details).toBeUndefined()
 
     // The approval is used up: the same call again asks the user again (a new request).
     const again = client.callTool({ name: 'transfer_funds', arguments: { amount: 150, to: 'bob' } })
@@ -151,7 +165,7 @@ describe('require-approval through OpenID CIBA (poll mode)', () => {
     expect(second.authReqId).not.toBe(req.authReqId)
     await as.ciba.deny(second.authReqId)
     expect((await rpcError(again)).code).toBe(-31460)
-    expect(executions(a, 'transfer_funds')).toBe(before + 1)
+    expect(executions(a, 'transfer_funds')).toBe(before + 2)
 
     // Audit: request and decision, with the binding and the latency; never a token.
     const events = a.logLines().filter((l) => typeof l.event === 'string' && (l.event as string).startsWith('approval.'))
@@ -230,6 +244,8 @@ describe('require-approval through OpenID CIBA (poll mode)', () => {
     const onB = await connect(b.url, token)
     expect(text(await onB.callTool({ name: 'count_slowly', arguments: { n: 1, delayMs: 0 } }))).toBe('counted to 1')
     expect(executions(a, 'count_slowly')).toBe(1)
+    const viaB = a.alpha.requests.find((r) => r.body.includes('"count_slowly"'))!
+    expect(jose.decodeJwt(String(viaB.headers.authorization).replace(/^Bearer /, '')).authorization_details).toBeDefined()
     // One request to the user for both tries.
     expect(as.ciba.requests.filter((r) => r.accountId === 'hank')).toHaveLength(1)
     await Promise.all([onA.close(), onB.close()])
