@@ -183,7 +183,7 @@ export class ApprovalGate {
       throw new GatewayError('GW_APPROVAL_UNAVAILABLE', { detail: `approval request failed (${kind})`, retryAfter: 5, cause: e })
     }
     metrics.requests.inc({ issuer, channel: ch.channel })
-    log.info({ event: 'approval.requested', approval: { id: record.id, channel: ch.channel, binding, bindingDigest: digest, expiresAt: record.expiresAt, message } }, 'approval requested')
+    log.info({ event: 'approval.requested', approval: { id: record.id, channel: ch.channel, binding, bindingDigest: digest, expiresAt: record.expiresAt } }, 'approval requested')
     return record
   }
 
