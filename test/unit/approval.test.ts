@@ -201,6 +201,39 @@ describe('gate: CIBA polling discipline', () => {
   })
 })
 
+describe('gate: the approved token across replicas', () => {
+  const setup = (encryptionKey: Buffer | undefined) => {
+    const store = new MemoryStore()
+    const make = () => {
+      const { channel } = fakeCiba([])
+      return new ApprovalGate({ ledger: new ApprovalLedger(store), channels: new Map([['demo', { channel: 'ciba' as const, ciba: channel, loginHintClaim: 'sub', scope: 'openid', intervalMs: 50, keepToken: true }]]), metrics: approvalMetrics(new Registry()), checkEveryMs: 10, encryptionKey })
+    }
+    return { store, one: make(), two: make() }
+  }
+  const warnings: string[] = []
+  const log = { info: () => undefined, warn: (o: object) => void warnings.push((o as { event: string }).event) }
+
+  it('sealed in the shared store, it reaches the replica that consumes the approval; never stored in clear', async () => {
+    const { store, one, two } = setup(Buffer.alloc(32, 1))
+    expect(await one.pass(held({ waitMs: 50 }), log).catch((e: unknown) => isGatewayError(e) && e.code)).toBe('GW_APPROVAL_PENDING')
+    const r = (await new ApprovalLedger(store).pendingFor(bindingDigest(ApprovalGate.binding(held()))))!
+    await one.decide(r, 'approved', 'ciba', log, 'the-approved-token')
+    const raw = await store.get(`approval:decision:${r.id}`)
+    expect(raw).toBeDefined()
+    expect(raw).not.toContain('the-approved-token')
+    expect(await two.pass(held(), log)).toMatchObject({ via: 'approval', token: 'the-approved-token' })
+  })
+
+  it('without an encryption key it stays on its replica; elsewhere the caller token is used (and said)', async () => {
+    const { store, one, two } = setup(undefined)
+    await one.pass(held({ waitMs: 50 }), log).catch(() => undefined)
+    const r = (await new ApprovalLedger(store).pendingFor(bindingDigest(ApprovalGate.binding(held()))))!
+    await one.decide(r, 'approved', 'ciba', log, 'the-approved-token')
+    expect((await two.pass(held(), log)).token).toBeUndefined()
+    expect(warnings).toContain('approval.token_unavailable')
+  })
+})
+
 describe('RAR condition (policy/rar.ts)', () => {
   const problems: string[] = []
   const rar = compileRar({ type: 'payment', fields: { tool: { equalsTool: true }, 'instructedAmount.amount': { gteArgument: 'amount' }, creditor: { equalsArgument: 'to' }, currency: { in: ['EUR'] } } }, (p, m) => problems.push(`${p.join('.')}: ${m}`))
