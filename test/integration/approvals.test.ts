@@ -280,7 +280,7 @@ describe('require-approval through OpenID CIBA (poll mode)', () => {
 describe('transactional authorization (RAR, RFC 9396)', () => {
   const payment = (amount: string, creditor = 'acme') => [{ type: 'payment', tool: 'transfer_funds', amount, creditor }]
 
-  it('RAR-02 RAR-04 a token whose authorization_details cover the call passes; one that does not is refused', async () => {
+  it('RAR-01 RAR-02 RAR-04 a token whose authorization_details cover the call passes; one that does not is refused', async () => {
     const covered = await as.getToken({ resource: a.resource.beta, scope: 'tools.read', subject: 'kim', authorizationDetails: payment('120.00') })
     expect((jose.decodeJwt(covered.access_token).authorization_details as unknown[])[0]).toMatchObject({ type: 'payment', amount: '120.00' })
     const client = await connect(a.url, covered.access_token, 'beta')
@@ -295,5 +295,13 @@ describe('transactional authorization (RAR, RFC 9396)', () => {
     expect((await rpcError(plain.callTool({ name: 'transfer_funds', arguments: { amount: 1, to: 'acme' } }))).code).toBe(-31403)
     await plain.close()
     expect(b.beta.requests.some((r) => r.body.includes('mallory') || r.body.includes('"amount":121'))).toBe(false)
+
+    // RAR-01: a token whose authorization_details is not an array of typed objects is invalid (401).
+    for (const bad of [{ type: 'payment' }, [{ amount: 1 }], ['payment']]) {
+      const forged = await as.signJwt({ iss: as.issuer, sub: 'kim', aud: a.resource.beta, client_id: 'demo-agent', scope: 'tools.read', exp: Math.floor(Date.now() / 1000) + 300, iat: Math.floor(Date.now() / 1000), jti: crypto.randomUUID(), authorization_details: bad })
+      const r = await fetch(`${a.url}/mcp/beta`, { method: 'POST', headers: { authorization: `Bearer ${forged}`, accept: 'application/json, text/event-stream', 'content-type': 'application/json', 'mcp-protocol-version': '2025-11-25' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'transfer_funds', arguments: { amount: 1, to: 'acme' } } }) })
+      expect(r.status, JSON.stringify(bad)).toBe(401)
+      expect(r.headers.get('www-authenticate')).toContain('invalid_token')
+    }
   }, 60_000)
 })
