@@ -173,6 +173,10 @@ describe('require-approval through OpenID CIBA (poll mode)', () => {
     expect(decided).toBeDefined()
     expect((decided!.approval as { binding: { tool: string; subject: string }; latencyMs: number }).binding).toMatchObject({ tool: 'transfer_funds', subject: 'carol' })
     expect(typeof (decided!.approval as { latencyMs: number }).latencyMs).toBe('number')
+    // The request's audit line names the approval that released it.
+    const consumed = events.find((e) => e.event === 'approval.consumed')!
+    const released = a.logLines().filter((l) => (l.audit as { mcp?: { target?: string }; approval?: string } | undefined)?.approval === (consumed.approval as { id: string }).id)
+    expect(released).toHaveLength(1)
     expect(a.logs.some((l) => l.includes(token))).toBe(false)
     await client.close()
   }, 60_000)
