@@ -12,10 +12,12 @@ import { ApprovalLedger, type ApprovalRecord } from '../../gateway/approval/ledg
 import { approvalMetrics } from '../../gateway/approval/metrics.js'
 import { parseCallback, sign, verify } from '../../gateway/approval/webhook.js'
 import { MemoryStore } from '../../gateway/cache/store.js'
-import { isGatewayError } from '../../gateway/errors.js'
+import { ConfigError, isGatewayError } from '../../gateway/errors.js'
 import { argumentsDigest } from '../../gateway/policy/digest.js'
 import { compileRar } from '../../gateway/policy/rar.js'
 import { Registry } from 'prom-client'
+import { configProblems } from '../helpers/config.js'
+import { compile } from './policy/helpers.js'
 
 const binding = (over: Partial<ApprovalBinding> = {}): ApprovalBinding => ({
   issuer: 'https://as.example',
@@ -264,5 +266,56 @@ describe('RAR condition (policy/rar.ts)', () => {
     const found: string[] = []
     compileRar({ type: 'payment', fields: { 'a..b': { present: true }, ok: { gteArgument: '..' } } }, (p) => found.push(p.join('.')))
     expect(found).toEqual(['fields.a..b', 'fields.ok.gteArgument'])
+  })
+})
+
+describe('approval configuration and policy compilation', () => {
+  const gateway = (approval: string, client = '') => `server:
+  publicUrl: https://gw.example.com
+  listen: { port: 8080 }
+admin:
+  listen: { port: 9090 }
+issuers:
+  corp:
+    issuer: https://as.example.com
+${client}    approval: ${approval}
+routes:
+  - { name: alpha, path: /mcp/alpha, upstream: { url: http://127.0.0.1:3000/mcp }, issuers: [corp] }
+`
+  const CLIENT = '    client: { id: mcp-warden, secret: { fromEnv: S } }\n'
+  const messages = (yaml: string) => configProblems(yaml, { S: 'x'.repeat(40) }).map((p) => `${p.path}: ${p.message}`)
+
+  it('fails clearly on an approval channel that cannot work', () => {
+    expect(messages(gateway('{ channel: ciba }', CLIENT))).toEqual([])
+    expect(messages(gateway('{ channel: ciba }'))).toEqual([expect.stringContaining('ciba needs client credentials')])
+    expect(messages(gateway('{ channel: ciba, scope: profile }', CLIENT))).toEqual([expect.stringContaining('openid')])
+    expect(messages(gateway('{ channel: webhook }'))).toEqual([expect.stringContaining('webhook needs approval.webhook')])
+    expect(messages(gateway('{ channel: webhook, webhook: { url: https://a.example/h, secret: { fromEnv: S } } }'))).toEqual([])
+    expect(messages(gateway('{ channel: webhook, webhook: { url: https://a.example/h, secret: { value: short } } }'))).toEqual([expect.stringContaining('at least 32 characters')])
+    expect(messages(gateway('{ channel: webhook, exchangeSubject: approved, webhook: { url: https://a.example/h, secret: { fromEnv: S } } }'))).toEqual([expect.stringContaining('needs the ciba channel')])
+    expect(messages(gateway('{ channel: sms }', CLIENT)).length).toBeGreaterThan(0)
+  })
+
+  it('approval: belongs to require-approval rules; defaults apply when it is absent', () => {
+    const doc = (rule: string) => `apiVersion: mcp-warden/v1
+kind: Policy
+name: p
+routes: [alpha]
+rules:
+${rule}`
+    const ok = compile({ 'p.yaml': doc('  - { id: r, effect: require-approval, tools: [pay] }\n') })
+    expect(ok.set!.rules[0]!.approval).toEqual({ message: '{agent} wants to call {tool}', waitMs: 30_000, expiryMs: 300_000, windowMs: undefined, details: 'arguments', type: 'mcp_tool_call' })
+    const errorsOf = (text: string) => {
+      try {
+        compile({ 'p.yaml': text })
+      } catch (e) {
+        if (e instanceof ConfigError) return e.problems.filter((p) => p.severity === 'error').map((p) => p.message)
+        throw e
+      }
+      return []
+    }
+    expect(errorsOf(doc('  - { id: r, effect: allow, tools: [pay], approval: { wait: 1s } }\n'))).toEqual([expect.stringContaining('only for effect require-approval')])
+    expect(errorsOf(doc('  - { id: r, effect: allow, tools: [pay], when: { authorizationDetails: { type: payment, fields: { "a..b": { present: true } } } } }\n'))).toEqual([expect.stringContaining('invalid field path')])
+    expect(errorsOf(doc('  - { id: r, effect: require-approval, tools: [pay], approval: { wait: 10s, expiry: 500ms } }\n'))).toEqual([expect.stringContaining('at least 1s')])
   })
 })
