@@ -82,6 +82,8 @@ export interface RuntimeRoute {
   readonly credentials: RuntimeCredentials | undefined
   /** egress only: loopback/private/link-local ranges (CIDR) the target may resolve to. */
   readonly allowAddresses: readonly string[]
+  /** MCP routes: how 2026-07-28 clients are served (gateway/modern/); undefined = caller. */
+  readonly modernClients?: 'caller' | 'request' | 'native' | 'refuse'
 }
 
 /**
@@ -432,6 +434,7 @@ function normalizeRoute(src: YamlSource, r: RouteInput, i: number, origin: strin
     allowedOrigins: new Set(r.allowedOrigins),
     bodyLimit: parseSize(r.bodyLimit),
     streams: { maxDurationMs: parseDuration(r.streams.maxDuration), maxPerCaller: r.streams.maxPerCaller },
+    modernClients: r.modernClients,
   }
 }
 

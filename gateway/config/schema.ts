@@ -272,6 +272,11 @@ export const RouteSchema = Type.Object(
       { ...Strict, default: {}, description: 'Limits on long-lived server-sent-event streams.' },
     ),
     credentials: Type.Optional(CredentialsSchema),
+    modernClients: Type.Union([Type.Literal('caller'), Type.Literal('request'), Type.Literal('native'), Type.Literal('refuse')], {
+      default: 'caller',
+      description:
+        'How clients speaking MCP 2026-07-28 (stateless, Mcp-Method/Mcp-Name headers) are served. caller (default): the gateway opens one upstream session per caller and route and bridges to the revision the upstream speaks. request: a fresh upstream session per request. native: the upstream speaks 2026-07-28 itself; requests are checked and forwarded. refuse: 400 UnsupportedProtocolVersionError listing the other versions. See docs/transports.md.',
+    }),
   },
   { ...Strict, description: 'One protected endpoint: a path on the gateway in front of one upstream MCP server (or plain HTTP API with kind: api).' },
 )

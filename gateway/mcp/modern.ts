@@ -49,7 +49,8 @@ export function supportedVersions(mode: ModernMode): string[] {
 export const unsupportedVersion = (requested: string, mode: ModernMode): GatewayError =>
   new GatewayError('GW_MCP_UNSUPPORTED_VERSION', {
     detail: 'unsupported protocol version',
-    data: { supported: supportedVersions(mode), requested },
+    // Echoed only when it looks like a version: the body never carries arbitrary client input.
+    data: { supported: supportedVersions(mode), ...(VERSION_SHAPE.test(requested) ? { requested } : {}) },
   })
 
 const mismatch = (detail: string): GatewayError => new GatewayError('GW_MCP_HEADER_MISMATCH', { detail })
