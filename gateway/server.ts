@@ -28,6 +28,8 @@ import { CredentialBroker } from './exchange/broker.js'
 import { credentialStage } from './exchange/plugin.js'
 import { buildEgressServer } from './egress/plugin.js'
 import { checkMcpRequest, registerJsonBodyParser, registerResourceMetadata } from './mcp/plugin.js'
+import { modernStage } from './modern/plugin.js'
+import { UpstreamSessions } from './modern/sessions.js'
 import { buildAdminServer, type ReadinessCheck } from './observability/admin.js'
 import { auditRecord } from './observability/audit.js'
 import { createMetrics, type Metrics } from './observability/metrics.js'
@@ -129,6 +131,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
   const sessions = new SessionRegistry(store, config.sessions.ttlMs)
   const checkSession = checkSessionHook(sessions)
   const sessionObserver = observeSessions(sessions)
+  const upstreamSessions = new UpstreamSessions(store, config.sessions.ttlMs)
   const broker = new CredentialBroker({
     issuers: config.issuers,
     discover: (name) => validator.keys.get(name)!.discover(),
@@ -151,7 +154,9 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     }
     // API routes: no MCP parsing, no sessions, no MCP policy; request.gw.http is kept for HTTP policies.
     const mcp = route.kind === 'mcp'
-    const preHandler = [...(mcp ? [checkMcpRequest, checkSession, ...decide] : []), ...(deps.stages?.(route) ?? []), ...credentialStage(broker, route)]
+    // 2026-07-28 requests are answered last, through the gateway's upstream session (gateway/modern/).
+    const modern = mcp ? [modernStage({ route, target, sessions: upstreamSessions, metrics })] : []
+    const preHandler = [...(mcp ? [checkMcpRequest, checkSession, ...decide] : []), ...(deps.stages?.(route) ?? []), ...credentialStage(broker, route), ...modern]
     await registerRouteProxy(app, route, { onRequest: [authenticate], preHandler, onUpstreamResponse: mcp ? [sessionObserver] : [] }, metrics, target)
   }
   const egress = config.egress
