@@ -131,6 +131,19 @@ export function checkModernMessage(message: McpMessage, headers: ModernHeaders):
   }
 }
 
+/** 2026-07-28 methods with no faithful equivalent on a legacy session, besides initialize (which the gateway owns). */
+export const UNBRIDGEABLE_METHODS: ReadonlySet<string> = new Set(['initialize', 'subscriptions/listen'])
+
+/**
+ * A bridged route cannot serve these to a 2026-07-28 client: 404 with -32601, as the revision
+ * prescribes for a method the server does not implement. Checked before policy, so the answer
+ * does not depend on whether a policy happens to allow the method.
+ */
+export function checkBridgeable(message: McpMessage, mode: ModernMode): void {
+  if (mode === 'native' || message.kind !== 'request' || !UNBRIDGEABLE_METHODS.has(message.method)) return
+  throw new GatewayError('GW_MCP_METHOD_NOT_FOUND', { detail: `${message.method} cannot be served to a 2026-07-28 client by a legacy upstream` })
+}
+
 /**
  * A copy of a modern request's params for a legacy upstream: the `io.modelcontextprotocol/*`
  * members of `_meta` (version, client info, capabilities) are the modern envelope and mean

@@ -8,7 +8,7 @@ import type { RuntimeConfig, RuntimeRoute } from '../config/load.js'
 import { PRM_WELL_KNOWN } from '../config/load.js'
 import { GatewayError } from '../errors.js'
 import { parseMcpBody, targetName } from './jsonrpc.js'
-import { checkModernMessage, declaredVersion, DEFAULT_MODERN_MODE, isModernVersion, MODERN_PROTOCOL_VERSIONS, unsupportedVersion } from './modern.js'
+import { checkBridgeable, checkModernMessage, declaredVersion, DEFAULT_MODERN_MODE, isModernVersion, MODERN_PROTOCOL_VERSIONS, unsupportedVersion } from './modern.js'
 import { DEFAULT_PROTOCOL_VERSION, SESSION_ID, SUPPORTED_PROTOCOL_VERSIONS } from './protocol.js'
 import { METADATA_MAX_AGE_SECONDS, protectedResourceMetadata } from './resource-metadata.js'
 
@@ -135,8 +135,10 @@ export async function checkMcpRequest(request: FastifyRequest, reply: FastifyRep
     target,
     rpcId: head.kind === 'notification' ? undefined : head.id,
   }
-  if (modern) checkModernMessage(head, { protocolVersion, method: methodHeader, name: nameHeader })
-  else {
+  if (modern) {
+    checkModernMessage(head, { protocolVersion, method: methodHeader, name: nameHeader })
+    checkBridgeable(head, mode)
+  } else {
     // A body that says it is 2026-07-28 under a legacy (or no) version header is a mismatch, not legacy traffic.
     for (const m of parsed.messages) {
       const declared = declaredVersion(m)

@@ -28,7 +28,6 @@ import {
   readJson,
   sseData,
   toUpstreamRequest,
-  UNBRIDGEABLE_METHODS,
   type Endpoint,
   type FetchFn,
   type UpstreamSession,
@@ -63,9 +62,7 @@ export function modernStage(o: ModernStageOptions) {
     // No client notification of this revision has a legacy meaning without a session (cancellation is closing the stream).
     if (head.kind === 'notification') return reply.code(202).send()
     if (head.kind !== 'request') throw new GatewayError('GW_MCP_INVALID_REQUEST', { detail: 'response from a 2026-07-28 client' })
-    if (head.method === 'initialize' || UNBRIDGEABLE_METHODS.has(head.method)) {
-      throw new GatewayError('GW_MCP_METHOD_NOT_FOUND', { detail: `${head.method} cannot be served to a 2026-07-28 client by a legacy upstream` })
-    }
+    // initialize and subscriptions/listen were refused by the MCP checks (mcp/modern.ts checkBridgeable).
 
     const headers: Record<string, string> = { ...(request.gw.upstreamHeaders ?? {}), 'x-request-id': request.id }
     for (const h of TRACE_HEADERS) {

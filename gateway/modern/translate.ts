@@ -27,9 +27,6 @@ export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 /** JSON-RPC error the upstream receives for a server → client request it sent. */
 export const NO_CLIENT_REQUESTS = { code: -32601, message: 'Method not found: the client speaks MCP 2026-07-28 through mcp-warden and cannot answer server requests' } as const
 
-/** 2026-07-28 methods with no faithful equivalent on a legacy session. */
-export const UNBRIDGEABLE_METHODS = new Set(['subscriptions/listen'])
-
 export interface UpstreamSession {
   /** Mcp-Session-Id the upstream issued; undefined for a stateless upstream. */
   id: string | undefined

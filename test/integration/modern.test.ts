@@ -7,13 +7,62 @@
  */
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js'
+import { ListRootsResultSchema } from '@modelcontextprotocol/sdk/types.js'
+import { randomUUID } from 'node:crypto'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startMcpServer, type McpUpstream } from '../../demo/mcp-server.js'
 import { startLegacySseServer, type LegacySseServer } from '../helpers/legacy-sse-server.js'
 import { parseChallenge, startStack, type Stack } from '../helpers/stack.js'
+
+/**
+ * A real SDK Streamable HTTP server whose one tool asks the client for its roots mid-call (a
+ * server → client request), recording how that request ended.
+ */
+async function startAskingServer(): Promise<{ url: string; outcomes: string[]; close(): Promise<void> }> {
+  const transports = new Map<string, StreamableHTTPServerTransport>()
+  const outcomes: string[] = []
+  const http: Server = createServer(async (req, res) => {
+    const chunks: Buffer[] = []
+    for await (const c of req) chunks.push(c as Buffer)
+    const body = chunks.length > 0 ? (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { method?: string }) : undefined
+    const sid = req.headers['mcp-session-id']
+    let t = typeof sid === 'string' ? transports.get(sid) : undefined
+    if (!t) {
+      if (req.method !== 'POST' || body?.method !== 'initialize') {
+        res.writeHead(404).end()
+        return
+      }
+      const created: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({ sessionIdGenerator: () => randomUUID(), onsessioninitialized: (id) => void transports.set(id, created) })
+      const server = new McpServer({ name: 'asker', version: '1.0.0' })
+      server.registerTool('ask_roots', { description: 'Asks the client for its roots' }, async (extra) => {
+        try {
+          const r = await extra.sendRequest({ method: 'roots/list' }, ListRootsResultSchema)
+          outcomes.push('answered')
+          return { content: [{ type: 'text' as const, text: JSON.stringify(r) }] }
+        } catch (e) {
+          outcomes.push(`error ${(e as { code?: number }).code}`)
+          return { content: [{ type: 'text' as const, text: 'the client could not be asked' }], isError: true }
+        }
+      })
+      await server.connect(created)
+      t = created
+    }
+    await t.handleRequest(req, res, body)
+  })
+  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve))
+  return {
+    url: `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp`,
+    outcomes,
+    close: () => new Promise<void>((resolve) => { http.closeAllConnections(); http.close(() => resolve()) }),
+  }
+}
 
 const ROOT = join(import.meta.dirname, '..', '..')
 const STDIO_SERVER = join(ROOT, 'demo', 'mcp-stdio-server.ts')
@@ -23,14 +72,14 @@ const BRIDGED = ['alpha', 'json', 'legacy', 'local'] as const
 const POLICY = `apiVersion: mcp-warden/v1
 kind: Policy
 name: modern
-routes: [alpha, json, legacy, local, perreq, native, refuse]
+routes: [alpha, json, legacy, local, perreq, native, refuse, asker]
 rules:
   - id: lifecycle
     effect: allow
     methods: [initialize, ping, server/discover, "notifications/*", tools/list, prompts/list, resources/list]
   - id: read-tools
     effect: allow
-    tools: [search, add, whoami, count_slowly]
+    tools: [search, add, whoami, count_slowly, ask_roots]
   - id: no-deletes
     effect: deny
     tools: ["delete_*"]
@@ -40,6 +89,7 @@ let s: Stack
 let json: McpUpstream
 let plain: McpUpstream
 let legacy: LegacySseServer
+let asker: Awaited<ReturnType<typeof startAskingServer>>
 let dir: string
 let alice: Record<string, string> = {}
 let bob: Record<string, string> = {}
@@ -48,7 +98,7 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'mcpw-modern-'))
   writeFileSync(join(dir, 'modern.yaml'), POLICY)
   process.env.MCPW_TEST_DEMO_API_KEY = 'demo-key-modern'
-  ;[json, plain, legacy] = await Promise.all([startMcpServer({ name: 'json', enableJsonResponse: true }), startMcpServer({ name: 'plain' }), startLegacySseServer()])
+  ;[json, plain, legacy, asker] = await Promise.all([startMcpServer({ name: 'json', enableJsonResponse: true }), startMcpServer({ name: 'plain' }), startLegacySseServer(), startAskingServer()])
   s = await startStack({
     yaml: (c) => `server:
   publicUrl: ${c.publicUrl}
@@ -65,6 +115,7 @@ routes:
   - { name: perreq, path: /mcp/perreq, upstream: { url: ${c.beta}, timeout: 20s }, issuers: [demo], modernClients: request }
   - { name: native, path: /mcp/native, upstream: { url: ${plain.url}, timeout: 20s }, issuers: [demo], modernClients: native }
   - { name: refuse, path: /mcp/refuse, upstream: { url: ${plain.url}, timeout: 20s }, issuers: [demo], modernClients: refuse }
+  - { name: asker, path: /mcp/asker, upstream: { url: ${asker.url}, timeout: 20s }, issuers: [demo] }
   - { name: legacy, path: /mcp/legacy, upstream: { sse: ${legacy.url}, timeout: 20s }, issuers: [demo] }
   - name: local
     path: /mcp/local
@@ -82,7 +133,7 @@ policies:
 logging: { level: debug }
 `,
   })
-  const routes = ['alpha', 'json', 'perreq', 'native', 'refuse', 'legacy', 'local']
+  const routes = ['alpha', 'json', 'perreq', 'native', 'refuse', 'legacy', 'local', 'asker']
   const origin = new URL(s.url).origin
   const tokens = async (subject: string) =>
     Object.fromEntries(await Promise.all(routes.map(async (r) => [r, (await s.as.getToken({ resource: `${origin}/mcp/${r}`, scope: 'tools.read', subject })).access_token] as const)))
@@ -91,7 +142,7 @@ logging: { level: debug }
 
 afterAll(async () => {
   await s?.close()
-  await Promise.all([json?.close(), plain?.close(), legacy?.close()])
+  await Promise.all([json?.close(), plain?.close(), legacy?.close(), asker?.close()])
   if (dir) rmSync(dir, { recursive: true, force: true })
 })
 
@@ -285,7 +336,7 @@ describe('upstream sessions: per caller, never shared', () => {
 
   it('a session the upstream forgot (404) is reopened transparently', async () => {
     await send('alpha', request(44, 'tools/call', { name: 'search', arguments: { query: 'before-forget' } }))
-    const old = sessionsUsed(s.alpha, 'before-forget')[0]!
+    const old = String(sessionsUsed(s.alpha, 'before-forget')[0])
     const del = await fetch(s.alpha.url, { method: 'DELETE', headers: { 'mcp-session-id': old, 'mcp-protocol-version': '2025-11-25' } })
     expect(del.status).toBe(200)
     const r = await send('alpha', request(45, 'tools/call', { name: 'search', arguments: { query: 'after-forget' } }))
@@ -333,4 +384,67 @@ describe('modernClients: native', () => {
     // The demo upstream (SDK 1.32) does not speak 2026-07-28: its own 400 is what the client sees.
     expect(r.status).toBe(400)
   })
+})
+
+/** A 2026-07-28 POST read event by event as it arrives; `onMessage` sees each message. */
+async function stream(route: string, body: Record<string, unknown>, bearer: string, onMessage: (m: Record<string, unknown>) => void): Promise<Record<string, unknown>[]> {
+  const params = body.params as { name?: string }
+  const res = await fetch(`${s.url}/mcp/${route}`, {
+    method: 'POST',
+    headers: { accept: 'application/json, text/event-stream', 'content-type': 'application/json', 'mcp-protocol-version': V, 'mcp-method': String(body.method), ...(params.name ? { 'mcp-name': params.name } : {}), authorization: `Bearer ${bearer}` } as Record<string, string>,
+    body: JSON.stringify(body),
+  })
+  expect(res.headers.get('content-type')).toContain('text/event-stream')
+  const out: Record<string, unknown>[] = []
+  const decoder = new TextDecoder()
+  let buf = ''
+  for await (const chunk of res.body!) {
+    buf += decoder.decode(chunk, { stream: true })
+    let i: number
+    while ((i = buf.indexOf('\n\n')) !== -1) {
+      const data = buf.slice(0, i).split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trim()).join('\n')
+      buf = buf.slice(i + 2)
+      if (!data) continue
+      const m = JSON.parse(data) as Record<string, unknown>
+      out.push(m)
+      onMessage(m)
+    }
+  }
+  return out
+}
+
+describe('what cannot be bridged faithfully gets a clean answer', () => {
+  it('V26-07 / a server → client request (roots/list) never reaches the 2026-07-28 client; the upstream gets -32601 and the call ends', async () => {
+    const r = await send('asker', request(60, 'tools/call', { name: 'ask_roots', arguments: {} }))
+    expect(r.status).toBe(200)
+    expect(r.messages.filter((m) => 'method' in m && 'id' in m)).toEqual([])
+    expect(r.final).toMatchObject({ id: 60, result: { isError: true } })
+    expect(asker.outcomes).toEqual(['error -32601'])
+  })
+
+  it('subscriptions/listen (no legacy equivalent) → 404 -32601, nothing forwarded', async () => {
+    s.alpha.reset()
+    const r = await send('alpha', request(61, 'subscriptions/listen', { notifications: { toolsListChanged: true } }))
+    expect(r.status).toBe(404)
+    expect(r.final).toMatchObject({ id: 61, error: { code: -32601 } })
+    expect(s.alpha.requests).toHaveLength(0)
+  })
+
+  it('a stdio server that crashes mid-call: the 2026-07-28 client gets a JSON-RPC error for its id, no hang; the next call works', async () => {
+    const bridge = s.gateway.bridges.get('local')!
+    const before = new Set(bridge.pids())
+    let killed: number | undefined
+    const messages = await stream('local', request(62, 'tools/call', { name: 'count_slowly', arguments: { n: 200, delayMs: 50 }, _meta: { progressToken: 'crash' } }), bob.local!, (m) => {
+      if (m.method === 'notifications/progress' && killed === undefined) {
+        killed = bridge.pids().find((p) => !before.has(p))!
+        process.kill(killed, 'SIGKILL')
+      }
+    })
+    expect(killed).toBeDefined()
+    expect(messages[messages.length - 1]).toMatchObject({ id: 62, error: { code: -32603 } })
+    // The bridge restarts the program with back-off and replays the handshake; the caller's session goes on.
+    await expect
+      .poll(async () => (await send('local', request(63, 'tools/call', { name: 'add', arguments: { a: 2, b: 3 } }), { bearer: bob.local })).final.result, { timeout: 15_000, interval: 200 })
+      .toMatchObject({ content: [{ text: '5' }] })
+  }, 30_000)
 })
