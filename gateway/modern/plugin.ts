@@ -138,10 +138,15 @@ export function modernStage(o: ModernStageOptions) {
       const upstreamBody = r.body
       const sessionNow: UpstreamSession = session
       const write = (m: unknown) => out.write(`event: message\ndata: ${JSON.stringify(m)}\n\n`)
+      const abortUpstream = post.abort
       const pump = async () => {
         let final = false
+        // A silent upstream is cut after the route's idle timeout; the client then gets the clean error below.
+        let idle = setTimeout(abortUpstream, route.upstream.idleTimeoutMs)
         try {
           for await (const data of sseData(upstreamBody)) {
+            clearTimeout(idle)
+            idle = setTimeout(abortUpstream, route.upstream.idleTimeoutMs)
             let raw: unknown
             try {
               raw = JSON.parse(data)
@@ -162,6 +167,8 @@ export function modernStage(o: ModernStageOptions) {
           }
         } catch (e) {
           if (!gone.signal.aborted) request.log.info({ event: 'modern.upstream-stream', detail: (e as Error)?.message }, 'upstream stream failed')
+        } finally {
+          clearTimeout(idle)
         }
         if (!final && !gone.signal.aborted) {
           // The stream ended without the response: the client gets a clean error for its request, not a hang.

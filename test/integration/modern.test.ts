@@ -72,7 +72,7 @@ const BRIDGED = ['alpha', 'json', 'legacy', 'local'] as const
 const POLICY = `apiVersion: mcp-warden/v1
 kind: Policy
 name: modern
-routes: [alpha, json, legacy, local, perreq, native, refuse, asker]
+routes: [alpha, json, legacy, local, perreq, native, refuse, asker, slow]
 rules:
   - id: lifecycle
     effect: allow
@@ -115,6 +115,7 @@ routes:
   - { name: perreq, path: /mcp/perreq, upstream: { url: ${c.beta}, timeout: 20s }, issuers: [demo], modernClients: request }
   - { name: native, path: /mcp/native, upstream: { url: ${plain.url}, timeout: 20s }, issuers: [demo], modernClients: native }
   - { name: refuse, path: /mcp/refuse, upstream: { url: ${plain.url}, timeout: 20s }, issuers: [demo], modernClients: refuse }
+  - { name: slow, path: /mcp/slow, upstream: { url: ${c.alpha}, timeout: 20s, idleTimeout: 1s }, issuers: [demo] }
   - { name: asker, path: /mcp/asker, upstream: { url: ${asker.url}, timeout: 20s }, issuers: [demo] }
   - { name: legacy, path: /mcp/legacy, upstream: { sse: ${legacy.url}, timeout: 20s }, issuers: [demo] }
   - name: local
@@ -133,7 +134,7 @@ policies:
 logging: { level: debug }
 `,
   })
-  const routes = ['alpha', 'json', 'perreq', 'native', 'refuse', 'legacy', 'local', 'asker']
+  const routes = ['alpha', 'json', 'perreq', 'native', 'refuse', 'legacy', 'local', 'asker', 'slow']
   const origin = new URL(s.url).origin
   const tokens = async (subject: string) =>
     Object.fromEntries(await Promise.all(routes.map(async (r) => [r, (await s.as.getToken({ resource: `${origin}/mcp/${r}`, scope: 'tools.read', subject })).access_token] as const)))
@@ -332,6 +333,8 @@ describe('upstream sessions: per caller, never shared', () => {
     expect(b1).not.toBe(a1)
     // Bob got his own session with its own handshake (alice's already existed).
     expect(s.alpha.requests.filter((r) => r.body.includes('"initialize"'))).toHaveLength(1)
+    // The callers' tokens never reach the upstream (no credentials are configured for it).
+    expect(s.alpha.sawString(alice.alpha!) || s.alpha.sawString(bob.alpha!)).toBe(false)
   })
 
   it('a session the upstream forgot (404) is reopened transparently', async () => {
@@ -421,6 +424,14 @@ describe('what cannot be bridged faithfully gets a clean answer', () => {
     expect(r.final).toMatchObject({ id: 60, result: { isError: true } })
     expect(asker.outcomes).toEqual(['error -32601'])
   })
+
+  it('an upstream stream silent past idleTimeout is cut: the client gets -32603 for its id, not a hang', async () => {
+    const started = Date.now()
+    // The tool's first event would come after 5 s; the route allows 1 s of silence.
+    const r = await send('slow', request(64, 'tools/call', { name: 'count_slowly', arguments: { n: 2, delayMs: 5000 }, _meta: { progressToken: 'p' } }), { bearer: alice.slow })
+    expect(r.final).toMatchObject({ id: 64, error: { code: -32603 } })
+    expect(Date.now() - started).toBeLessThan(5000)
+  }, 20_000)
 
   it('subscriptions/listen (no legacy equivalent) → 404 -32601, nothing forwarded', async () => {
     s.alpha.reset()
