@@ -209,6 +209,8 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
     if (dupPath) problems.push(problemAt(src, at('path'), `duplicate route path "${r.path}" (first at routes[${seenPaths.get(r.path)}])`))
     seenPaths.set(r.path, i)
     if (r.path.startsWith('/.well-known/')) problems.push(problemAt(src, at('path'), 'a route path may not be under /.well-known/'))
+    // Bridges speak legacy revisions only: a 2026-07-28 request forwarded to one as is could only fail.
+    if (r.modernClients === 'native' && !r.upstream.url) problems.push(problemAt(src, at('modernClients'), 'modernClients: native needs a Streamable HTTP upstream (url) that speaks 2026-07-28; sse and stdio upstreams are bridged (use caller or request)'))
     r.issuers.forEach((name, j) => {
       if (!issuers.has(name)) problems.push(problemAt(src, at('issuers', j), `unknown issuer "${name}" (known: ${[...issuers.keys()].join(', ')})`))
     })
