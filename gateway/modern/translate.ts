@@ -139,15 +139,23 @@ export async function* sseData(body: ReadableStream<Uint8Array>, maxBytes = MAX_
   if (data.length > 0) yield data.join('\n')
 }
 
+/** A broken or aborted upstream body is the upstream failing, never a gateway 500. */
+export const asUpstreamError = (e: unknown): GatewayError =>
+  e instanceof GatewayError ? e : new GatewayError('GW_UPSTREAM_UNAVAILABLE', { detail: (e as Error)?.message ?? 'upstream body failed', cause: e })
+
 /** A JSON body read whole, up to a limit. */
 export async function readJson(body: ReadableStream<Uint8Array> | null, maxBytes = MAX_MESSAGE_BYTES): Promise<unknown> {
   if (!body) throw new GatewayError('GW_UPSTREAM_INVALID_RESPONSE', { detail: 'empty upstream body' })
   const chunks: Uint8Array[] = []
   let size = 0
-  for await (const chunk of body) {
-    size += chunk.length
-    if (size > maxBytes) throw new GatewayError('GW_UPSTREAM_INVALID_RESPONSE', { detail: 'upstream JSON too large' })
-    chunks.push(chunk)
+  try {
+    for await (const chunk of body) {
+      size += chunk.length
+      if (size > maxBytes) throw new GatewayError('GW_UPSTREAM_INVALID_RESPONSE', { detail: 'upstream JSON too large' })
+      chunks.push(chunk)
+    }
+  } catch (e) {
+    throw asUpstreamError(e)
   }
   try {
     return JSON.parse(Buffer.concat(chunks).toString('utf8'))
@@ -181,13 +189,14 @@ export async function postUpstream(fetchFn: FetchFn, ep: Endpoint, session: Upst
       signal: ac.signal,
       redirect: 'manual',
     })
+    // The caller's signal stays attached: it must still cut the body (client gone, handshake deadline).
     return { response, abort: () => ac.abort() }
   } catch (e) {
+    signal?.removeEventListener('abort', onAbort)
     if (ac.signal.reason instanceof GatewayError) throw ac.signal.reason
     throw new GatewayError('GW_UPSTREAM_UNAVAILABLE', { detail: (e as Error)?.message ?? 'fetch failed', cause: e })
   } finally {
     clearTimeout(timer)
-    signal?.removeEventListener('abort', onAbort)
   }
 }
 
@@ -196,6 +205,14 @@ export const credentialRefused = (r: Response): boolean => r.status === 401 || r
 
 /** The single JSON-RPC response to `id` in a JSON or SSE body. */
 export async function responseTo(r: Response, id: string): Promise<Record<string, unknown>> {
+  try {
+    return await findResponse(r, id)
+  } catch (e) {
+    throw asUpstreamError(e)
+  }
+}
+
+async function findResponse(r: Response, id: string): Promise<Record<string, unknown>> {
   const ct = r.headers.get('content-type') ?? ''
   if (ct.startsWith('application/json')) {
     const m = await readJson(r.body)
@@ -226,7 +243,9 @@ export async function responseTo(r: Response, id: string): Promise<Record<string
  */
 export async function initializeUpstream(fetchFn: FetchFn, ep: Endpoint, ids: IdSource, clientInfo: { name: string; version: string }): Promise<UpstreamSession> {
   const id = ids.next()
-  const { response } = await postUpstream(fetchFn, ep, undefined, { jsonrpc: '2.0', id, method: 'initialize', params: { protocolVersion: LEGACY_TARGET_VERSION, capabilities: {}, clientInfo } })
+  // The whole handshake, bodies included, gets the headers timeout: callers wait on it together.
+  const deadline = AbortSignal.timeout(ep.timeoutMs)
+  const { response } = await postUpstream(fetchFn, ep, undefined, { jsonrpc: '2.0', id, method: 'initialize', params: { protocolVersion: LEGACY_TARGET_VERSION, capabilities: {}, clientInfo } }, deadline)
   if (credentialRefused(response)) throw new GatewayError('GW_UPSTREAM_INVALID_RESPONSE', { detail: `upstream answered ${response.status} to initialize` })
   if (!response.ok) {
     await response.body?.cancel().catch(() => undefined)
@@ -245,7 +264,7 @@ export async function initializeUpstream(fetchFn: FetchFn, ep: Endpoint, ids: Id
     capabilities: result.capabilities,
     instructions: typeof result.instructions === 'string' ? result.instructions : undefined,
   }
-  const done = await postUpstream(fetchFn, ep, session, { jsonrpc: '2.0', method: 'notifications/initialized' })
+  const done = await postUpstream(fetchFn, ep, session, { jsonrpc: '2.0', method: 'notifications/initialized' }, deadline)
   await done.response.body?.cancel().catch(() => undefined)
   if (!done.response.ok) throw new GatewayError('GW_UPSTREAM_INVALID_RESPONSE', { detail: `upstream answered ${done.response.status} to notifications/initialized` })
   return session

@@ -425,6 +425,26 @@ describe('what cannot be bridged faithfully gets a clean answer', () => {
     expect(asker.outcomes).toEqual(['error -32601'])
   })
 
+  it('V26-08 / closing the response stream cancels the call: the upstream session is sent notifications/cancelled', async () => {
+    s.alpha.reset()
+    const ac = new AbortController()
+    const res = await fetch(`${s.url}/mcp/alpha`, {
+      method: 'POST',
+      signal: ac.signal,
+      headers: { accept: 'application/json, text/event-stream', 'content-type': 'application/json', 'mcp-protocol-version': V, 'mcp-method': 'tools/call', 'mcp-name': 'count_slowly', authorization: `Bearer ${alice.alpha}` },
+      body: JSON.stringify(request(65, 'tools/call', { name: 'count_slowly', arguments: { n: 600, delayMs: 50 }, _meta: { progressToken: 'c' } })),
+    })
+    const reader = res.body!.getReader()
+    let seen = ''
+    while (!seen.includes('notifications/progress')) seen += new TextDecoder().decode((await reader.read()).value)
+    ac.abort()
+    await expect.poll(() => s.alpha.requests.some((r) => r.body.includes('notifications/cancelled')), { timeout: 10_000 }).toBe(true)
+    const call = s.alpha.requests.find((r) => r.body.includes('count_slowly'))!
+    const cancel = s.alpha.requests.find((r) => r.body.includes('notifications/cancelled'))!
+    expect(JSON.parse(cancel.body).params.requestId).toBe(JSON.parse(call.body).id)
+    expect(cancel.headers['mcp-session-id']).toBe(call.headers['mcp-session-id'])
+  }, 20_000)
+
   it('an upstream stream silent past idleTimeout is cut: the client gets -32603 for its id, not a hang', async () => {
     const started = Date.now()
     // The tool's first event would come after 5 s; the route allows 1 s of silence.

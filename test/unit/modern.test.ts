@@ -8,7 +8,7 @@ import { GatewayError } from '../../gateway/errors.js'
 import type { McpMessage } from '../../gateway/mcp/jsonrpc.js'
 import { checkBridgeable, checkModernMessage, decodeHeaderValue, isModernVersion, legacyParams, supportedVersions, unsupportedVersion } from '../../gateway/mcp/modern.js'
 import { modernSessionKey, UpstreamSessions } from '../../gateway/modern/sessions.js'
-import { classify, discoverResult, IdSource, sseData, toUpstreamRequest, type UpstreamSession } from '../../gateway/modern/translate.js'
+import { classify, discoverResult, IdSource, initializeUpstream, postUpstream, sseData, toUpstreamRequest, type UpstreamSession } from '../../gateway/modern/translate.js'
 
 const V = '2026-07-28'
 const META = { 'io.modelcontextprotocol/protocolVersion': V, 'io.modelcontextprotocol/clientInfo': { name: 'c', version: '1' } }
@@ -128,6 +128,29 @@ describe('modern/translate.ts', () => {
       for await (const d of sseData(body)) out.push(d)
       expect(out, `chunk ${size}`).toEqual(['{"a":\n1}', '{"b":2}'])
     }
+  })
+
+  /** A fake upstream whose body never ends on its own; it errors when the request is aborted. */
+  const endless = (async (_url: unknown, init?: RequestInit) => {
+    const signal = init!.signal!
+    const body = new ReadableStream<Uint8Array>({ start: (c) => signal.addEventListener('abort', () => c.error(signal.reason)) })
+    return new Response(body, { status: 200, headers: { 'content-type': 'text/event-stream', 'mcp-session-id': 's' } })
+  }) as typeof fetch
+
+  it('initializeUpstream: a handshake whose body never ends is cut at the timeout with an upstream error, not a hang or a 500', async () => {
+    const started = Date.now()
+    await expect(initializeUpstream(endless, { url: 'http://upstream.invalid/mcp', headers: {}, timeoutMs: 200 }, new IdSource('t'), { name: 'c', version: '1' })).rejects.toMatchObject({ code: 'GW_UPSTREAM_UNAVAILABLE' })
+    expect(Date.now() - started).toBeLessThan(10_000)
+  })
+
+  it('V26-08 / postUpstream: the caller signal still cuts the body after the headers (client closed its stream)', async () => {
+    const gone = new AbortController()
+    const { response } = await postUpstream(endless, { url: 'http://upstream.invalid/mcp', headers: {}, timeoutMs: 5000 }, undefined, {}, gone.signal)
+    const reading = (async () => {
+      for await (const _ of sseData(response.body!)) void _
+    })()
+    gone.abort()
+    await expect(reading).rejects.toBeDefined()
   })
 
   it('IdSource: unique per process and prefix', () => {
