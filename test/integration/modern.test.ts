@@ -283,6 +283,14 @@ describe('2026-07-28 clients through every upstream transport', () => {
     expect(s.alpha.sawString('client-chosen-session')).toBe(false)
   })
 
+  it('a 2026-07-28 client notification is accepted (202, no body) and not forwarded: there is no session to relate it to', async () => {
+    s.alpha.reset()
+    const r = await send('alpha', { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 1, _meta: META } })
+    expect(r.status).toBe(202)
+    expect(r.messages).toEqual([])
+    expect(s.alpha.requests).toHaveLength(0)
+  })
+
   it('V26-07 / a JSON-RPC response from a 2026-07-28 client → 400', async () => {
     const r = await send('alpha', { jsonrpc: '2.0', id: 26, result: {} }, { headers: { 'mcp-method': null } })
     expect(r.status).toBe(400)
