@@ -117,6 +117,8 @@ export interface RuntimePolicies {
   readonly watch: boolean
   readonly claims: { readonly groups: string | undefined; readonly roles: string | undefined }
   readonly rawArguments: boolean
+  /** Rate limits when Redis cannot answer (docs/limits.md). */
+  readonly limitsOnRedisDown: 'closed' | 'open'
 }
 
 export interface RuntimeConfig {
@@ -238,6 +240,7 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
     watch: input.policies.watch,
     claims: { groups: input.policies.claims.groups, roles: input.policies.claims.roles },
     rawArguments: input.policies.audit.rawArguments,
+    limitsOnRedisDown: input.policies.limits.onRedisDown,
   }
   if (!policies) warnings.push('no policies configured: every authenticated request is forwarded (add a policies: section for per-tool decisions)')
   const egress = input.egress && normalizeEgress(input.egress, { src, issuers: input.issuers, baseDir, env, problems })

@@ -382,6 +382,15 @@ export const GatewayConfigSchema = Type.Object(
             },
             { ...Strict, default: {} },
           ),
+          limits: Type.Object(
+            {
+              onRedisDown: Type.Union([Type.Literal('closed'), Type.Literal('open')], {
+                default: 'closed',
+                description: 'When Redis cannot answer a rate-limit decision: closed (default) refuses with 503 GW_RATE_LIMIT_UNAVAILABLE; open lets the request through, logged and counted (docs/limits.md).',
+              }),
+            },
+            { ...Strict, default: {}, description: 'Rate limits and quotas declared in policy documents (limits:).' },
+          ),
           audit: Type.Object(
             {
               rawArguments: Type.Boolean({ default: false, description: 'Put raw tool arguments in audit lines. Default false: only a SHA-256 digest.' }),

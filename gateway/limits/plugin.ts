@@ -1,0 +1,63 @@
+/**
+ * Fastify glue for rate limits and quotas: a preHandler after the decide stage (a request policy
+ * refuses costs nothing) and before the credential stage (a limited request costs no token).
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { Logger } from 'pino'
+import { GatewayError } from '../errors.js'
+import { targetName } from '../mcp/jsonrpc.js'
+import type { Metrics } from '../observability/metrics.js'
+import type { PolicyEngine } from '../policy/engine.js'
+import { chargesFor } from './charges.js'
+import { LimiterUnavailable, type Limiter } from './window.js'
+
+export interface LimitStageOptions {
+  onRedisDown: 'closed' | 'open'
+  logger: Logger
+}
+
+/** Retry-After is whole seconds (RFC 9110 §10.2.3); round up so a client that obeys it is served. */
+const seconds = (ms: number): number => Math.max(1, Math.ceil(ms / 1000))
+
+export function limitStage(engine: PolicyEngine, limiter: Limiter, metrics: Metrics, o: LimitStageOptions) {
+  let lastWarn = 0
+  return async function rateLimit(request: FastifyRequest, _reply: FastifyReply): Promise<void> {
+    const gw = request.gw
+    const route = gw.route!
+    const limits = engine.current.limitsFor(route.name)
+    if (limits.length === 0 || !gw.mcp) return
+    const messages = gw.mcp.body.messages.flatMap((m) => (m.kind === 'response' ? [] : [{ method: m.method, name: targetName(m) }]))
+    const charges = chargesFor(limits, { route: route.name, upstream: route.upstream.url, principal: gw.principal, messages })
+    if (charges.length === 0) return
+    let verdict
+    try {
+      verdict = await limiter.consume(charges)
+    } catch (e) {
+      if (!(e instanceof LimiterUnavailable)) throw e
+      const names = [...new Set(charges.map((c) => c.limit))].join(',')
+      if (o.onRedisDown === 'open') {
+        metrics.rateLimitDecisions.inc({ route: route.name, limit: '-', outcome: 'fail-open' })
+        gw.rateLimit = { limit: names, outcome: 'fail-open' }
+        // One warning per second at most: an outage must not turn into a log flood.
+        if (Date.now() - lastWarn > 1000) {
+          lastWarn = Date.now()
+          o.logger.warn({ event: 'rate_limit.fail_open', limits: names }, 'rate-limit store unreachable: request let through (policies.limits.onRedisDown: open)')
+        }
+        return
+      }
+      metrics.rateLimitDecisions.inc({ route: route.name, limit: '-', outcome: 'unavailable' })
+      gw.rateLimit = { limit: names, outcome: 'unavailable' }
+      throw new GatewayError('GW_RATE_LIMIT_UNAVAILABLE', { retryAfter: 1, detail: 'rate-limit store unreachable' })
+    }
+    if (verdict.allowed) {
+      metrics.rateLimitDecisions.inc({ route: route.name, limit: '-', outcome: 'allowed' })
+      return
+    }
+    const limit = limits.find((l) => l.name === verdict.limit)
+    metrics.rateLimitDecisions.inc({ route: route.name, limit: verdict.limit, outcome: 'limited' })
+    gw.rateLimit = { limit: verdict.limit, outcome: 'limited' }
+    // A cost larger than the limit never fits: the client is told to wait a whole window.
+    const retryAfter = seconds(verdict.retryAfterMs ?? limit?.perMs ?? 60_000)
+    throw new GatewayError('GW_RATE_LIMITED', { retryAfter, detail: `limit ${verdict.limit}` })
+  }
+}
