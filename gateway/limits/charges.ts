@@ -5,7 +5,7 @@
  */
 import type { CompiledLimit, PolicyPrincipal } from '../policy/compile.js'
 import type { LimitKeyName } from '../policy/schema.js'
-import { budgetKey, sliceMsOf, type Charge } from './window.js'
+import { budgetKey, type Charge } from './window.js'
 
 export interface LimitMessage {
   method: string
@@ -49,15 +49,14 @@ export function limitApplies(l: CompiledLimit, m: LimitMessage): boolean {
 }
 
 export function chargesFor(limits: readonly CompiledLimit[], r: LimitRequest): Charge[] {
-  const byKey = new Map<string, { limit: string; key: string; max: number; sliceMs: number; cost: number }>()
+  const byKey = new Map<string, { limit: string; key: string; max: number; perMs: number; cost: number }>()
   for (const m of r.messages) {
     for (const l of limits) {
       if (!limitApplies(l, m)) continue
-      const sliceMs = sliceMsOf(l.perMs)
-      const key = budgetKey(l.name, sliceMs, l.key.map((p) => `${p}=${keyValue(p, r, m)}`))
+      const key = budgetKey(l.name, l.perMs, l.key.map((p) => `${p}=${keyValue(p, r, m)}`))
       const c = byKey.get(key)
       if (c) c.cost++
-      else byKey.set(key, { limit: l.name, key, max: l.limit, sliceMs, cost: 1 })
+      else byKey.set(key, { limit: l.name, key, max: l.limit, perMs: l.perMs, cost: 1 })
     }
   }
   return [...byKey.values()]

@@ -3,7 +3,7 @@
  * own, so N replicas allow up to N × limit (docs/limits.md). Single-threaded JavaScript makes
  * check-and-count atomic without locks.
  */
-import { addToWindow, checkWindow, SLICES, type Charge, type Limiter, type Slices, type Verdict } from './window.js'
+import { addToWindow, checkWindow, releaseOf, sliceOf, type Charge, type Limiter, type Slices, type Verdict } from './window.js'
 
 interface Budget {
   slices: Slices
@@ -28,14 +28,14 @@ export class MemoryLimiter implements Limiter {
     if (++this.#decisions % SWEEP_EVERY === 0) this.#sweep(now)
     for (const c of charges) {
       const b = this.#budgets.get(c.key)
-      const wait = checkWindow(b?.slices ?? new Map(), c.max, c.sliceMs, c.cost, now)
+      const wait = checkWindow(b?.slices ?? new Map(), c.max, c.perMs, c.cost, now)
       if (wait !== undefined) return { allowed: false, limit: c.limit, retryAfterMs: Number.isFinite(wait) ? wait : undefined }
     }
     for (const c of charges) {
       let b = this.#budgets.get(c.key)
       if (!b) this.#budgets.set(c.key, (b = { slices: new Map(), expiresAt: 0 }))
-      addToWindow(b.slices, c.sliceMs, c.cost, now)
-      b.expiresAt = (Math.floor(now / c.sliceMs) + SLICES) * c.sliceMs
+      addToWindow(b.slices, c.perMs, c.cost, now)
+      b.expiresAt = releaseOf(sliceOf(now, c.perMs), c.perMs)
     }
     return { allowed: true }
   }

@@ -18,9 +18,9 @@ local slices = ${SLICES}
 local n = #KEYS
 for i = 1, n do
   local max = tonumber(ARGV[3 * i - 2])
-  local slice = tonumber(ARGV[3 * i - 1])
+  local per = tonumber(ARGV[3 * i - 1])
   local cost = tonumber(ARGV[3 * i])
-  local oldest = math.floor(now / slice) - slices + 1
+  local oldest = math.floor(now * slices / per) - slices + 1
   local data = redis.call('HGETALL', KEYS[i])
   local total = 0
   local live = {}
@@ -45,7 +45,7 @@ for i = 1, n do
       for _, idx in ipairs(live) do
         freed = freed + counts[idx]
         if freed >= need then
-          retry = (idx + slices) * slice - now
+          retry = math.ceil((idx + slices) * per / slices) - now
           break
         end
       end
@@ -54,11 +54,11 @@ for i = 1, n do
   end
 end
 for i = 1, n do
-  local slice = tonumber(ARGV[3 * i - 1])
+  local per = tonumber(ARGV[3 * i - 1])
   local cost = tonumber(ARGV[3 * i])
-  local current = math.floor(now / slice)
+  local current = math.floor(now * slices / per)
   redis.call('HINCRBY', KEYS[i], string.format('%d', current), cost)
-  redis.call('PEXPIRE', KEYS[i], slice * (slices + 1))
+  redis.call('PEXPIRE', KEYS[i], per + math.ceil(per / slices))
 end
 return {1, 0, 0}
 `
@@ -78,7 +78,7 @@ export class RedisLimiter implements Limiter {
   async consume(charges: readonly Charge[]): Promise<Verdict> {
     if (charges.length === 0) return { allowed: true }
     const keys = charges.map((c) => c.key)
-    const args = charges.flatMap((c) => [c.max, c.sliceMs, c.cost])
+    const args = charges.flatMap((c) => [c.max, c.perMs, c.cost])
     let reply: unknown
     try {
       try {

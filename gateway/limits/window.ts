@@ -1,9 +1,11 @@
 /**
  * Rate-limit semantics, shared by the in-memory limiter and the Redis Lua script (which is a
  * transcription of `decideWindow`): a sliding window of SLICES slices. A window of `per` is cut
- * into 60 slices of ceil(per / 60) ms, numbered from the epoch so every replica (and Redis)
+ * into 60 slices of per / 60 ms, numbered from the epoch so every replica (and Redis)
  * agrees on them; a key's count is the sum of its last 60 slices. A unit used in slice k is
- * given back when slice k + 60 begins: between 59/60·per and per after it was used. So at most
+ * given back when slice k + 60 begins: between 59/60·per and per after it was used.
+ * Slice k spans [k·per/60, (k+1)·per/60) in fractional ms, so 60 slices are exactly `per` long
+ * whatever `per` is (2s → slices of 33.3 ms). So at most
  * `limit` units are used in any 60 consecutive slices, never more; the window never resets all at
  * once (no burst of 2×limit at a boundary, unlike fixed windows).
  *
@@ -14,14 +16,18 @@ import { createHash } from 'node:crypto'
 
 export const SLICES = 60
 
-export const sliceMsOf = (perMs: number): number => Math.max(1, Math.ceil(perMs / SLICES))
+/** Absolute number of the slice holding `now`. */
+export const sliceOf = (now: number, perMs: number): number => Math.floor((now * SLICES) / perMs)
+
+/** When slice `idx` leaves the window (its units come back), in ms since the epoch, rounded up. */
+export const releaseOf = (idx: number, perMs: number): number => Math.ceil(((idx + SLICES) * perMs) / SLICES)
 
 /** One limit's cost for one request: `cost` units under `key` (already includes the limit identity). */
 export interface Charge {
   readonly limit: string
   readonly key: string
   readonly max: number
-  readonly sliceMs: number
+  readonly perMs: number
   readonly cost: number
 }
 
@@ -37,9 +43,8 @@ export type Slices = Map<number, number>
  * Would `cost` more fit under `max` at `now`? Drops slices that left the window (mutates `slices`).
  * Returns undefined when it fits, else the ms until it would (or Infinity when it never can).
  */
-export function checkWindow(slices: Slices, max: number, sliceMs: number, cost: number, now: number): number | undefined {
-  const current = Math.floor(now / sliceMs)
-  const oldest = current - SLICES + 1
+export function checkWindow(slices: Slices, max: number, perMs: number, cost: number, now: number): number | undefined {
+  const oldest = sliceOf(now, perMs) - SLICES + 1
   let total = 0
   for (const [idx, c] of slices) {
     if (idx < oldest) slices.delete(idx)
@@ -52,32 +57,32 @@ export function checkWindow(slices: Slices, max: number, sliceMs: number, cost: 
   let freed = 0
   for (const idx of [...slices.keys()].sort((a, b) => a - b)) {
     freed += slices.get(idx)!
-    if (freed >= need) return (idx + SLICES) * sliceMs - now
+    if (freed >= need) return releaseOf(idx, perMs) - now
   }
   return Infinity
 }
 
-export function addToWindow(slices: Slices, sliceMs: number, cost: number, now: number): void {
-  const current = Math.floor(now / sliceMs)
+export function addToWindow(slices: Slices, perMs: number, cost: number, now: number): void {
+  const current = sliceOf(now, perMs)
   slices.set(current, (slices.get(current) ?? 0) + cost)
 }
 
 /** Units in use at `now` (for tests and introspection). */
-export function usedInWindow(slices: Slices, sliceMs: number, now: number): number {
-  const oldest = Math.floor(now / sliceMs) - SLICES + 1
+export function usedInWindow(slices: Slices, perMs: number, now: number): number {
+  const oldest = sliceOf(now, perMs) - SLICES + 1
   let total = 0
   for (const [idx, c] of slices) if (idx >= oldest) total += c
   return total
 }
 
 /**
- * Storage key of one budget: the limit's identity (name and slice length, so changing `per` starts
+ * Storage key of one budget: the limit's identity (name and window length, so changing `per` starts
  * a fresh budget while changing `limit` keeps the count) and the key values, hashed so no subject
  * or tool name lands in Redis key names. Fields are length-prefixed: ("ab","c") ≠ ("a","bc").
  */
-export function budgetKey(limit: string, sliceMs: number, values: readonly string[]): string {
+export function budgetKey(limit: string, perMs: number, values: readonly string[]): string {
   const h = createHash('sha256')
-  for (const f of [limit, String(sliceMs), ...values]) h.update(`${Buffer.byteLength(f)}:${f}`)
+  for (const f of [limit, String(perMs), ...values]) h.update(`${Buffer.byteLength(f)}:${f}`)
   return `rl:${h.digest('base64url').slice(0, 32)}`
 }
 
