@@ -1,7 +1,7 @@
 /**
  * Rate limits and quotas across replicas, and limits on size (issue 7). Real redis-server, real
  * oidc-provider AS, real MCP SDK upstream, three gateway replicas sharing Redis, plus a replica
- * that fails open and two memory-only replicas. Checklist section 14 and attacks 19 (ATK-64).
+ * that fails open and two memory-only replicas. Checklist SHTTP-10 (size limits); section 19 attacks on runaway agents.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -109,7 +109,7 @@ async function send(st: Stack, token: string, sid: string, body: string): Promis
 const upstreamCalls = (st: Stack, tool: string) => st.alpha.requests.filter((r) => r.method === 'POST' && r.body.includes('"tools/call"') && r.body.includes(`"name":"${tool}"`)).length
 
 describe('rate limits across three replicas sharing Redis', () => {
-  it('ATK-64 / a limit of 30 per minute allows exactly 30 across three replicas under concurrent load (overshoot 0)', async () => {
+  it('issue 7 / a limit of 30 per minute allows exactly 30 across three replicas under concurrent load (overshoot 0)', async () => {
     // Nine clients (three per replica), different users of the same agent: the key is the agent.
     const clients = await Promise.all(
       replicas().flatMap((st, r) =>
@@ -193,7 +193,7 @@ describe('rate limits across three replicas sharing Redis', () => {
 })
 
 describe('size and shape limits', () => {
-  it('JSON arrays, objects and nesting beyond the limits get a clear 400, are counted, and crash nothing', async () => {
+  it('SHTTP-10 / JSON arrays, objects and nesting beyond the limits get a clear 400, are counted, and crash nothing', async () => {
     const token = await a.token({ subject: 'crafter' })
     const sid = await session(a, token)
     const cases: [string, string][] = [
@@ -213,7 +213,7 @@ describe('size and shape limits', () => {
     for (const [limit] of cases) expect(metrics).toMatch(new RegExp(`mcp_warden_limits_exceeded_total\\{limit="${limit}"\\} 1`))
   })
 
-  it('a header section over server.maxHeaderSize gets 431 and is counted; a body over bodyLimit 413', async () => {
+  it('SHTTP-10 / a header section over server.maxHeaderSize gets 431 and is counted; a body over bodyLimit 413', async () => {
     const token = await a.token({ subject: 'crafter' })
     const res = await fetch(`${a.url}/mcp/alpha`, { method: 'POST', headers: { ...MCP_HEADERS, authorization: `Bearer ${token}`, 'x-pad': 'a'.repeat(20 * 1024) }, body: INIT })
     expect(res.status).toBe(431)
