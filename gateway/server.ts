@@ -126,7 +126,9 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     metrics.requests.inc({ route: route.name, status: String(reply.statusCode), reason })
     metrics.requestDuration.observe({ route: route.name }, reply.elapsedTime / 1000)
     const code = request.gw.error?.code
-    if (code === 'GW_MCP_JSON_LIMIT' || code === 'GW_HTTP_BODY_TOO_LARGE') metrics.limitsExceeded.inc({ limit: code === 'GW_HTTP_BODY_TOO_LARGE' ? 'body' : (request.gw.error!.detail ?? 'json') })
+    if (code === 'GW_MCP_JSON_LIMIT') metrics.limitsExceeded.inc({ limit: request.gw.error!.detail ?? 'json' })
+    else if (code === 'GW_HTTP_BODY_TOO_LARGE') metrics.limitsExceeded.inc({ limit: 'body' })
+    else if (code === 'GW_HTTP_TOO_MANY_STREAMS') metrics.limitsExceeded.inc({ limit: 'streams' })
     if (request.raw.method !== 'OPTIONS') request.log.info({ audit: auditRecord(request, reply) }, 'mcp.request')
   })
 

@@ -140,7 +140,7 @@ export function createMetrics() {
     }),
     limitsExceeded: new Counter({
       name: 'mcp_warden_limits_exceeded_total',
-      help: 'Requests refused by a size or shape limit: json-depth, json-array, json-members, body, header.',
+      help: 'Requests refused or streams ended by a size or time limit: json-depth, json-array, json-members, body, header, streams (too many per caller), stream-duration.',
       labelNames: ['limit'] as const,
       registers: [registry],
     }),
