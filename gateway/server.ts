@@ -35,7 +35,8 @@ import type { Bridge } from './bridge/bridge.js'
 import type { PolicyEngine } from './policy/engine.js'
 import { createPolicyEngine, policyStage } from './policy/plugin.js'
 import { MemoryLimiter } from './limits/memory.js'
-import { limitStage } from './limits/plugin.js'
+import { AddressFailures } from './limits/failures.js'
+import { addressGate, limitStage } from './limits/plugin.js'
 import { RedisLimiter } from './limits/redis.js'
 import { restUnder } from './proxy/path.js'
 import { registerRouteProxy } from './proxy/plugin.js'
@@ -126,6 +127,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     metrics.requests.inc({ route: route.name, status: String(reply.statusCode), reason })
     metrics.requestDuration.observe({ route: route.name }, reply.elapsedTime / 1000)
     const code = request.gw.error?.code
+    gate?.observe(request)
     if (code === 'GW_MCP_JSON_LIMIT') metrics.limitsExceeded.inc({ limit: request.gw.error!.detail ?? 'json' })
     else if (code === 'GW_HTTP_BODY_TOO_LARGE') metrics.limitsExceeded.inc({ limit: 'body' })
     else if (code === 'GW_HTTP_TOO_MANY_STREAMS') metrics.limitsExceeded.inc({ limit: 'streams' })
@@ -135,6 +137,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
   registerJsonBodyParser(app)
   registerResourceMetadata(app, config)
   const authenticate = authenticateHook(validator, metrics)
+  const gate = config.server.authFailures && addressGate(new AddressFailures(config.server.authFailures.limit, config.server.authFailures.perMs), metrics)
   const policies = createPolicyEngine(config, logger, metrics)
   const decide = policies ? [policyStage(policies, metrics, { rawArguments: config.policies!.rawArguments, ...(deps.now ? { now: deps.now } : {}) })] : []
   // Rate limits live in policy documents; shared through Redis when configured, else per replica.
@@ -165,7 +168,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     // API routes: no MCP parsing, no sessions, no MCP policy; request.gw.http is kept for HTTP policies.
     const mcp = route.kind === 'mcp'
     const preHandler = [...(mcp ? [checkMcpRequest, checkSession, ...decide] : []), ...(deps.stages?.(route) ?? []), ...credentialStage(broker, route)]
-    await registerRouteProxy(app, route, { onRequest: [authenticate], preHandler, onUpstreamResponse: mcp ? [sessionObserver] : [] }, metrics, target)
+    await registerRouteProxy(app, route, { onRequest: gate ? [gate.gate, authenticate, gate.pass] : [authenticate], preHandler, onUpstreamResponse: mcp ? [sessionObserver] : [] }, metrics, target)
   }
   const egress = config.egress
     ? await buildEgressServer(config.egress, {

@@ -131,6 +131,8 @@ export interface RuntimeConfig {
     readonly trustProxy: boolean
     readonly shutdownGraceMs: number
     readonly maxHeaderSize: number
+    /** Failed-authentication budget per client address (docs/limits.md); undefined = off. */
+    readonly authFailures: { readonly limit: number; readonly perMs: number } | undefined
   }
   readonly admin: { readonly listen: { readonly host: string; readonly port: number } }
   readonly issuers: ReadonlyMap<string, RuntimeIssuer>
@@ -256,6 +258,7 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
       trustProxy: input.server.trustProxy,
       shutdownGraceMs: parseDuration(input.server.shutdownGrace),
       maxHeaderSize: parseSize(input.server.maxHeaderSize),
+      authFailures: input.server.authFailures && { limit: input.server.authFailures.limit, perMs: parseDuration(input.server.authFailures.per) },
     },
     admin: { listen: { host: input.admin.listen.host, port: input.admin.listen.port } },
     issuers,

@@ -331,6 +331,15 @@ export const GatewayConfigSchema = Type.Object(
         trustProxy: Type.Boolean({ default: false, description: 'Trust X-Forwarded-For for client addresses in logs. Never used to build URLs. Default false.' }),
         shutdownGrace: Type.String({ ...Duration, default: '10s', description: 'How long SIGTERM waits for in-flight requests and streams. Default 10s.' }),
         maxHeaderSize: Type.String({ ...ByteSize, default: '16kb', description: 'Largest total request header size; 431 after. Default 16kb.' }),
+        authFailures: Type.Optional(
+          Type.Object(
+            {
+              limit: Type.Integer({ minimum: 1, description: 'Failed authentications (and unknown sessions) one client address may cause per window.' }),
+              per: Type.String({ ...Duration, default: '1m', description: 'Window. Default 1m.' }),
+            },
+            { ...Strict, description: 'Per client address (per replica): after this many failed authentications or unknown session ids, further requests get 429 before any token is verified or introspected (docs/limits.md). Off when absent.' },
+          ),
+        ),
       },
       Strict,
     ),

@@ -9,6 +9,7 @@ import { targetName } from '../mcp/jsonrpc.js'
 import type { Metrics } from '../observability/metrics.js'
 import type { PolicyEngine } from '../policy/engine.js'
 import { chargesFor } from './charges.js'
+import type { AddressFailures } from './failures.js'
 import { LimiterUnavailable, type Limiter } from './window.js'
 
 export interface LimitStageOptions {
@@ -59,5 +60,35 @@ export function limitStage(engine: PolicyEngine, limiter: Limiter, metrics: Metr
     // A cost larger than the limit never fits: the client is told to wait a whole window.
     const retryAfter = seconds(verdict.retryAfterMs ?? limit?.perMs ?? 60_000)
     throw new GatewayError('GW_RATE_LIMITED', { retryAfter, detail: `limit ${verdict.limit}` })
+  }
+}
+
+/**
+ * The failed-authentication gate around the authenticate hook: `gate` before it (refuse an
+ * address out of budget, else hold a unit), `pass` after it (the token was accepted: give the
+ * unit back), `observe` on response (unknown sessions count as failures too).
+ */
+export function addressGate(failures: AddressFailures, metrics: Metrics) {
+  const held = new WeakMap<FastifyRequest, number>()
+  return {
+    async gate(request: FastifyRequest): Promise<void> {
+      const r = failures.acquire(request.ip)
+      if ('slice' in r) {
+        held.set(request, r.slice)
+        return
+      }
+      metrics.rateLimitDecisions.inc({ route: request.gw.route?.name ?? '-', limit: 'auth-failures', outcome: 'limited' })
+      request.gw.rateLimit = { limit: 'auth-failures', outcome: 'limited' }
+      throw new GatewayError('GW_RATE_LIMITED', { retryAfter: seconds(r.retryAfterMs), detail: 'limit auth-failures' })
+    },
+    async pass(request: FastifyRequest): Promise<void> {
+      const slice = held.get(request)
+      if (slice === undefined) return
+      held.delete(request)
+      failures.release(request.ip, slice)
+    },
+    observe(request: FastifyRequest): void {
+      if (request.gw.error?.code === 'GW_MCP_SESSION_NOT_FOUND') failures.record(request.ip)
+    },
   }
 }

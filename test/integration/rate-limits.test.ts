@@ -276,3 +276,69 @@ describe('Redis unreachable', () => {
     expect(metrics).toMatch(/mcp_warden_rate_limit_decisions_total\{route="alpha",limit="-",outcome="fail-open"\} [1-9]/)
   }, 30_000)
 })
+
+describe('failed-authentication budget per client address (server.authFailures)', () => {
+  const yamlWith = (limit: number) => (x: { publicUrl: string; port: number; adminPort: number; issuer: string; alpha: string }) => `server:
+  publicUrl: ${x.publicUrl}
+  listen: { host: 127.0.0.1, port: ${x.port} }
+  shutdownGrace: 2s
+  authFailures: { limit: ${limit}, per: 1m }
+admin:
+  listen: { host: 127.0.0.1, port: ${x.adminPort} }
+issuers:
+  demo:
+    issuer: ${x.issuer}
+    jwks: { cooldown: 5s }
+routes:
+  - name: alpha
+    path: /mcp/alpha
+    upstream: { url: ${x.alpha}, timeout: 5s }
+    issuers: [demo]
+    scopesSupported: [tools.read]
+logging: { level: info }
+`
+  let g1: Stack
+  let g2: Stack
+  beforeAll(async () => {
+    ;[g1, g2] = await Promise.all([startStack({ as: a.as, yaml: yamlWith(5) }), startStack({ as: a.as, yaml: yamlWith(3) })])
+  }, 30_000)
+  afterAll(async () => {
+    await g2?.close()
+    await g1?.close()
+  })
+
+  it('INT-10 / valid tokens cost nothing; 50 concurrent bad tokens: exactly 5 verified (401), the rest 429 before verification', async () => {
+    const token = await g1.token()
+    for (let i = 0; i < 8; i++) {
+      const r = await post(g1, token, INIT)
+      expect(r.status).toBe(200)
+      await r.text()
+    }
+    const forged = `${token.slice(0, -8)}AAAAAAAA`
+    const results = await Promise.all(Array.from({ length: 50 }, () => post(g1, forged, INIT).then(async (r) => ({ status: r.status, retryAfter: r.headers.get('retry-after'), body: await r.text() }))))
+    const verified = results.filter((r) => r.status === 401).length
+    const limited = results.filter((r) => r.status === 429)
+    console.log(`[rate-limits] auth failures: 50 concurrent bad tokens, limit 5 → ${verified} verified, ${limited.length} refused`)
+    expect(verified).toBe(5)
+    expect(limited).toHaveLength(45)
+    expect(Number(limited[0]!.retryAfter)).toBeGreaterThanOrEqual(1)
+    expect(JSON.parse(limited[0]!.body)).toMatchObject({ error: { code: -31429, data: { code: 'GW_RATE_LIMITED' } } })
+    const tokenChecks = (await (await fetch(`${g1.adminUrl}/metrics`)).text()).match(/mcp_warden_token_validations_total\{[^}]*outcome="invalid"[^}]*\} (\d+)/g) ?? []
+    const invalid = tokenChecks.reduce((n, l) => n + Number(l.split(' ').pop()), 0)
+    expect(invalid).toBe(5)
+    // The address, not the token, is out of budget: until failures age out, a valid token waits too.
+    expect((await post(g1, token, INIT)).status).toBe(429)
+  })
+
+  it('ATK-64 / guessed session ids count as failures: after the budget, 429 instead of 404', async () => {
+    const token = await g2.token()
+    const statuses = []
+    for (let i = 0; i < 5; i++) {
+      const r = await post(g2, token, call('search', { query: 'q' }), `guess-${i}`)
+      statuses.push(r.status)
+      await r.text()
+    }
+    expect(statuses).toEqual([404, 404, 404, 429, 429])
+    expect(g2.alpha.requests.filter((r) => r.headers['mcp-session-id']?.toString().startsWith('guess-'))).toHaveLength(0)
+  })
+})

@@ -172,3 +172,22 @@ limits:
     expect(() => compile({ 'p.yaml': `apiVersion: mcp-warden/v1\nkind: Policy\nname: p\nroutes: [alpha]\nrules: [{ id: all, effect: allow }]\nlimits: [{ name: b, key: [nobody], limit: 1, per: 1m }]\n` })).toThrow(/p\.yaml:6:\d+ .*limits\[0\]\.key\[0\]/)
   })
 })
+
+describe('limits/failures (per address)', () => {
+  it('holds a unit while authenticating, gives it back on success, keeps it on failure', async () => {
+    const { AddressFailures } = await import('../../../gateway/limits/failures.js')
+    let now = T0
+    const f = new AddressFailures(2, MIN, () => now)
+    for (let i = 0; i < 10; i++) {
+      const r = f.acquire('1.2.3.4')
+      expect('slice' in r).toBe(true)
+      if ('slice' in r) f.release('1.2.3.4', r.slice)
+    }
+    expect('slice' in f.acquire('1.2.3.4')).toBe(true) // a failure: not released
+    f.record('1.2.3.4') // an unknown session
+    expect(f.acquire('1.2.3.4')).toEqual({ retryAfterMs: MIN })
+    expect('slice' in f.acquire('5.6.7.8')).toBe(true)
+    now += MIN
+    expect('slice' in f.acquire('1.2.3.4')).toBe(true)
+  })
+})
