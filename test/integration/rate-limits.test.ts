@@ -192,6 +192,40 @@ describe('rate limits across three replicas sharing Redis', () => {
   })
 })
 
+describe('limits are policy: hot reload replaces them', () => {
+  it('a limit added to the policy file applies after a reload, on the replica that reloaded', async () => {
+    const token = await a.token({ subject: 'reloader' })
+    const sid = await session(a, token)
+    for (let i = 0; i < 3; i++) expect((await send(a, token, sid, call('delete_repo', { repo: 'x' }))).status).toBe(200)
+    writeFileSync(join(dir, 'main.yaml'), `${POLICY}  - { name: reloaded, tools: [delete_repo], key: [subject], limit: 1, per: 1m }\n`)
+    try {
+      expect(a.gateway.policies!.reload('test')).toBe(true)
+      expect((await send(a, token, sid, call('delete_repo', { repo: 'x' }))).status).toBe(200)
+      const refused = await send(a, token, sid, call('delete_repo', { repo: 'x' }))
+      expect(refused.status).toBe(429)
+      expect(a.logLines().some((l) => (l.audit as { rateLimit?: { limit: string } } | undefined)?.rateLimit?.limit === 'reloaded')).toBe(true)
+    } finally {
+      writeFileSync(join(dir, 'main.yaml'), POLICY)
+      a.gateway.policies!.reload('test')
+    }
+    expect((await send(a, token, sid, call('delete_repo', { repo: 'x' }))).status).toBe(200)
+  })
+
+  it('latency: a refusal is one Redis round trip (sequential 429s on one replica)', async () => {
+    const token = await a.token({ subject: 'timer' })
+    const sid = await session(a, token)
+    const o: number[] = []
+    for (let i = 0; i < 3; i++) await send(a, token, sid, call('add', { a: 1, b: 1 }))
+    for (let i = 0; i < 40; i++) {
+      const r = await send(a, token, sid, call('add', { a: 1, b: 1 }))
+      if (r.status === 429) o.push(r.ms)
+    }
+    o.sort((x, y) => x - y)
+    console.log(`[rate-limits] 429 answered in p50 ${o[Math.floor(o.length / 2)]!.toFixed(2)} ms, p95 ${o[Math.floor(o.length * 0.95)]!.toFixed(2)} ms (n=${o.length}, includes auth, parse, policy, Lua)`)
+    expect(o.length).toBeGreaterThan(0)
+  })
+})
+
 describe('size and shape limits', () => {
   it('SHTTP-10 / JSON arrays, objects and nesting beyond the limits get a clear 400, are counted, and crash nothing', async () => {
     const token = await a.token({ subject: 'crafter' })
