@@ -25,6 +25,8 @@ export function limitStage(engine: PolicyEngine, limiter: Limiter, metrics: Metr
   return async function rateLimit(request: FastifyRequest, _reply: FastifyReply): Promise<void> {
     const gw = request.gw
     const route = gw.route!
+    // Read after decide: a reload landing between the two stages applies its limits to a request
+    // the previous rules allowed, never the reverse mix of old limits for new rules.
     const limits = engine.current.limitsFor(route.name)
     if (limits.length === 0 || !gw.mcp) return
     const messages = gw.mcp.body.messages.flatMap((m) => (m.kind === 'response' ? [] : [{ method: m.method, name: targetName(m) }]))
