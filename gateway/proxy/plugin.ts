@@ -256,6 +256,7 @@ function relayResponse(request: FastifyRequest, rep: FastifyReply, res: Upstream
     // that opened it expires or the route's maximum duration is reached (CHL-10).
     const deadline = setTimeout(() => {
       metrics.upstreamErrors.inc({ route: route.name, reason: 'stream-deadline' })
+      metrics.limitsExceeded.inc({ limit: 'stream-duration' })
       rep.raw.end()
       res.stream.destroy()
     }, streamDeadlineMs(request.gw.principal, route.streams.maxDurationMs))
