@@ -29,6 +29,9 @@ export type Reason =
   | 'session'
   | 'policy-deny'
   | 'limit'
+  | 'rate-limited'
+  | 'rate-limit-unavailable'
+  | 'json-limit'
   | 'policy-method'
   | 'policy-approval'
   | 'route-not-found'
@@ -78,6 +81,10 @@ export const ERROR_CATALOGUE = {
   GW_MCP_HEADER_MISMATCH: { status: 400, reason: 'mcp-invalid', protocol: 'jsonrpc', rpcCode: -32020, message: 'Header mismatch' },
   GW_MCP_METHOD_NOT_FOUND: { status: 404, reason: 'mcp-invalid', protocol: 'jsonrpc', rpcCode: -32601, message: 'Method not found' },
   GW_HTTP_TOO_MANY_STREAMS: { status: 429, reason: 'limit', protocol: 'jsonrpc', rpcCode: -32600, message: 'Too many open streams' },
+  // Application-defined code next to GW_POLICY_DENIED's -31403; HTTP 429 + Retry-After (RFC 6585).
+  GW_RATE_LIMITED: { status: 429, reason: 'rate-limited', protocol: 'jsonrpc', rpcCode: -31429, message: 'Rate limit exceeded' },
+  GW_RATE_LIMIT_UNAVAILABLE: { status: 503, reason: 'rate-limit-unavailable', protocol: 'jsonrpc', rpcCode: -32603, message: 'Rate limiting is temporarily unavailable' },
+  GW_MCP_JSON_LIMIT: { status: 400, reason: 'json-limit', protocol: 'jsonrpc', rpcCode: -32600, message: 'JSON structure exceeds gateway limits' },
   // POL-12: an application-defined code outside the ranges MCP reserves; HTTP 200 so MCP clients
   // surface it as a JSON-RPC error of the call rather than a transport failure.
   GW_POLICY_DENIED: { status: 200, reason: 'policy-deny', protocol: 'jsonrpc', rpcCode: -31403, message: 'Forbidden by gateway policy' },
@@ -105,7 +112,7 @@ export interface GatewayErrorOptions {
   description?: string
   /** Scope the client needs (insufficient_scope challenges). */
   scope?: string
-  /** Seconds, for 503 answers. */
+  /** Seconds, for 429 and 503 answers (Retry-After). */
   retryAfter?: number
   /** Client-safe members added to a JSON-RPC error's `data` (e.g. the supported versions). */
   data?: Record<string, unknown>

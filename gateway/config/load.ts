@@ -119,6 +119,8 @@ export interface RuntimePolicies {
   readonly watch: boolean
   readonly claims: { readonly groups: string | undefined; readonly roles: string | undefined }
   readonly rawArguments: boolean
+  /** Rate limits when Redis cannot answer (docs/limits.md). */
+  readonly limitsOnRedisDown: 'closed' | 'open'
 }
 
 export interface RuntimeConfig {
@@ -131,6 +133,8 @@ export interface RuntimeConfig {
     readonly trustProxy: boolean
     readonly shutdownGraceMs: number
     readonly maxHeaderSize: number
+    /** Failed-authentication budget per client address (docs/limits.md); undefined = off. */
+    readonly authFailures: { readonly limit: number; readonly perMs: number } | undefined
   }
   readonly admin: { readonly listen: { readonly host: string; readonly port: number } }
   readonly issuers: ReadonlyMap<string, RuntimeIssuer>
@@ -242,6 +246,7 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
     watch: input.policies.watch,
     claims: { groups: input.policies.claims.groups, roles: input.policies.claims.roles },
     rawArguments: input.policies.audit.rawArguments,
+    limitsOnRedisDown: input.policies.limits.onRedisDown,
   }
   if (!policies) warnings.push('no policies configured: every authenticated request is forwarded (add a policies: section for per-tool decisions)')
   const egress = input.egress && normalizeEgress(input.egress, { src, issuers: input.issuers, baseDir, env, problems })
@@ -257,6 +262,7 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
       trustProxy: input.server.trustProxy,
       shutdownGraceMs: parseDuration(input.server.shutdownGrace),
       maxHeaderSize: parseSize(input.server.maxHeaderSize),
+      authFailures: input.server.authFailures && { limit: input.server.authFailures.limit, perMs: parseDuration(input.server.authFailures.per) },
     },
     admin: { listen: { host: input.admin.listen.host, port: input.admin.listen.port } },
     issuers,

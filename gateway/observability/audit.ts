@@ -19,6 +19,8 @@ export interface AuditRecord {
   mcp: { method?: string; target?: string; rpcId?: string | number; protocolVersion?: string; session?: boolean; batch?: boolean } | undefined
   /** Policy decision: effect, policy, rule, reason, shadow decision, policy version, argument digest. */
   decision: AuditedDecision | undefined
+  /** Rate limit that refused the request (or let it through with Redis down). */
+  rateLimit: { limit: string; outcome: string } | undefined
   streaming: boolean
   /** Upstream credential strategy and the downstream token's jti or digest (never the token). */
   credential: CredentialRecord | undefined
@@ -51,6 +53,7 @@ export function auditRecord(request: FastifyRequest, reply: FastifyReply): Audit
       batch: mcp.body.batch || undefined,
     },
     decision: gw.decision,
+    rateLimit: gw.rateLimit,
     streaming: gw.streaming,
     credential: gw.credential,
     http: gw.http && { path: gw.http.path },

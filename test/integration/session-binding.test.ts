@@ -56,6 +56,24 @@ describe('session binding', () => {
     await client.close()
   })
 
+  it('SHTTP-23 / SHTTP-27 / ATK-65 / resumption with Last-Event-ID is refused to anyone but the owner, on every replica', async () => {
+    const alice = await a.token({ subject: 'alice' })
+    const bob = await a.token({ subject: 'bob' })
+    const { client, sessionId } = await open(a, alice)
+    await new Promise((r) => setTimeout(r, 300))
+    a.alpha.reset()
+    for (const st of [a, b]) {
+      const res = await fetch(`${st.url}/mcp/alpha`, {
+        headers: { ...MCP_HEADERS, accept: 'text/event-stream', authorization: `Bearer ${bob}`, 'mcp-session-id': sessionId, 'last-event-id': `${sessionId}_0` },
+      })
+      expect(res.status).toBe(404)
+      await res.body?.cancel()
+    }
+    expect(a.alpha.requests).toHaveLength(0)
+    expect((await client.listTools()).tools.length).toBeGreaterThan(0)
+    await client.close()
+  })
+
   it('ATK-61 / the same user through another agent is another owner', async () => {
     const alice = await a.token({ subject: 'alice' })
     const aliceOther = await a.token({ subject: 'alice', clientId: OTHER_AGENT_CLIENT_ID })
