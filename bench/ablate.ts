@@ -13,11 +13,11 @@ import { startAuthorizationServer } from '../demo/authorization-server.js'
 import { freePort } from '../test/helpers/ports.js'
 import { benchPolicy, gatewayYaml, UPSTREAM_RESOURCE } from './lib/configs.js'
 import { cpuSeconds, pinned, pinSelf, startService, waitForPort, type Service } from './lib/processes.js'
+import { BODY } from './lib/request.js'
 import { fmt, median } from './lib/stats.js'
 import { runWrk, wrkArgs, writeWrkScript } from './lib/wrk.js'
 
 const { values: args } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, duration: { type: 'string', default: '5' } } })
-const BODY = JSON.stringify({ jsonrpc: '2.0', id: 42, method: 'tools/call', params: { name: 'search_issues', arguments: { repository: 'example-org/mcp-warden', query: 'label:performance state:open', limit: 25 } } })
 const root = join(import.meta.dirname, '..')
 
 const variants: Record<string, (yaml: string) => string> = {

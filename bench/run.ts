@@ -28,6 +28,7 @@ import { cpuSeconds, hasCommand, memoryMiB, pinned, pinSelf, startService, waitF
 import { summarizeProfile, type ProfileSummary } from './lib/profile.js'
 import { fmt, median, medianRatio, quantile, ratio } from './lib/stats.js'
 import { fixedRate, type RateResult } from './lib/rate.js'
+import { BODY } from './lib/request.js'
 import { runWrk, wrkArgs, writeWrkScript, type WrkResult } from './lib/wrk.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
@@ -56,17 +57,7 @@ const SSE_EVENTS = Number(args['sse-events'])
 const RATE = Number(args.rate)
 const COLD_TOKENS = Number(args['cold-tokens'] ?? (quick ? 100 : 400))
 
-/** A tools/call of 314 bytes, the request the figures were taken with. */
-const BODY = JSON.stringify({
-  jsonrpc: '2.0',
-  id: 42,
-  method: 'tools/call',
-  params: {
-    name: 'search_issues',
-    arguments: { repository: 'example-org/mcp-warden', query: 'label:performance state:open sort:updated-desc', limit: 25, fields: ['number', 'title', 'state', 'labels', 'updated_at'] },
-    _meta: { progressToken: 'bench-0001' },
-  },
-}).padEnd(314, ' ')
+
 
 const MCP_HEADERS = { 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream', 'MCP-Protocol-Version': '2025-11-25' }
 

@@ -23,20 +23,10 @@ import { evaluate } from '../gateway/policy/evaluate.js'
 import { argumentsDigest } from '../gateway/policy/digest.js'
 import type { Principal } from '../gateway/auth/principal.js'
 import { benchPolicy } from './lib/configs.js'
+import { BODY as REQUEST } from './lib/request.js'
 import { median } from './lib/stats.js'
 
-const BODY = Buffer.from(
-  JSON.stringify({
-    jsonrpc: '2.0',
-    id: 42,
-    method: 'tools/call',
-    params: {
-      name: 'search_issues',
-      arguments: { repository: 'example-org/mcp-warden', query: 'label:performance state:open sort:updated-desc', limit: 25, fields: ['number', 'title', 'state', 'labels', 'updated_at'] },
-      _meta: { progressToken: 'bench-0001' },
-    },
-  }).padEnd(314, ' '),
-)
+const BODY = Buffer.from(REQUEST)
 
 async function cost(name: string, iterations: number, op: () => unknown | Promise<unknown>): Promise<[string, number]> {
   const runs: number[] = []

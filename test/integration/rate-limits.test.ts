@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { OTHER_AGENT_CLIENT_ID } from '../../demo/authorization-server.js'
 import { startRedis, type RedisInstance } from '../helpers/redis.js'
-import { INIT, MCP_HEADERS, startStack, type Stack } from '../helpers/stack.js'
+import { INIT, listenerYaml, MCP_HEADERS, type Stack, startStack } from '../helpers/stack.js'
 
 const POLICY = `apiVersion: mcp-warden/v1
 kind: Policy
@@ -312,14 +312,7 @@ describe('Redis unreachable', () => {
 })
 
 describe('failed-authentication budget per client address (server.authFailures)', () => {
-  const yamlWith = (limit: number) => (x: { publicUrl: string; port: number; adminPort: number; issuer: string; alpha: string }) => `server:
-  publicUrl: ${x.publicUrl}
-  listen: { host: 127.0.0.1, port: ${x.port} }
-  shutdownGrace: 2s
-  authFailures: { limit: ${limit}, per: 1m }
-admin:
-  listen: { host: 127.0.0.1, port: ${x.adminPort} }
-issuers:
+  const yamlWith = (limit: number) => (x: { publicUrl: string; port: number; adminPort: number; issuer: string; alpha: string }) => `${listenerYaml({ publicUrl: x.publicUrl, port: x.port, adminPort: x.adminPort, serverExtra: `authFailures: { limit: ${limit}, per: 1m }` })}issuers:
   demo:
     issuer: ${x.issuer}
     jwks: { cooldown: 5s }

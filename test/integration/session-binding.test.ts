@@ -5,22 +5,18 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { OTHER_AGENT_CLIENT_ID } from '../../demo/authorization-server.js'
-import { startRedis, type RedisInstance } from '../helpers/redis.js'
-import { MCP_HEADERS, startStack, type Stack } from '../helpers/stack.js'
+import type { RedisInstance } from '../helpers/redis.js'
+import { MCP_HEADERS, type ReplicaPair, type Stack, startReplicaPair } from '../helpers/stack.js'
 
+let pair: ReplicaPair
 let redis: RedisInstance
 let a: Stack
 let b: Stack
 beforeAll(async () => {
-  redis = await startRedis()
-  a = await startStack({ redis })
-  b = await startStack({ redis, as: a.as, replicaOf: a })
+  pair = await startReplicaPair()
+  ;({ redis, a, b } = pair)
 })
-afterAll(async () => {
-  await b?.close()
-  await a?.close()
-  await redis?.stop()
-})
+afterAll(() => pair?.close())
 
 const CALL = JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'search', arguments: { query: 'x' } } })
 
