@@ -50,6 +50,8 @@ export interface RequestContext {
   approval: { spec: CompiledApproval; tool: string; arguments: unknown; policyVersion: string; argumentsDigest: string; approvalId?: string; approvedToken?: string } | undefined
   /** The policy decision (policy stage), for audit. */
   decision: AuditedDecision | undefined
+  /** The rate limit that refused the request, or the Redis-down outcome (limits stage), for audit. */
+  rateLimit: { limit: string; outcome: 'limited' | 'unavailable' | 'fail-open' } | undefined
   /**
    * Applied by the proxy to every JSON-RPC message of the upstream response (JSON or SSE);
    * set only when a response must be rewritten (discovery filtering), so other responses are
@@ -87,5 +89,6 @@ export const newContext = (route: RuntimeRoute | undefined): RequestContext => (
   causedBy: undefined,
   decision: undefined,
   approval: undefined,
+  rateLimit: undefined,
   transformResponse: undefined,
 })

@@ -29,6 +29,9 @@ export type Reason =
   | 'session'
   | 'policy-deny'
   | 'limit'
+  | 'rate-limited'
+  | 'rate-limit-unavailable'
+  | 'json-limit'
   | 'policy-method'
   | 'policy-approval'
   | 'approval-denied'
@@ -79,8 +82,15 @@ export const ERROR_CATALOGUE = {
   GW_MCP_PARSE_ERROR: { status: 400, reason: 'mcp-invalid', protocol: 'jsonrpc', rpcCode: -32700, message: 'Parse error' },
   GW_MCP_INVALID_REQUEST: { status: 400, reason: 'mcp-invalid', protocol: 'jsonrpc', rpcCode: -32600, message: 'Invalid request' },
   GW_MCP_SESSION_NOT_FOUND: { status: 404, reason: 'session', protocol: 'jsonrpc', rpcCode: -32001, message: 'Session not found' },
-  GW_MCP_UNSUPPORTED_VERSION: { status: 400, reason: 'mcp-version', protocol: 'jsonrpc', rpcCode: -32600, message: 'Unsupported MCP-Protocol-Version' },
+  // V26-05: UnsupportedProtocolVersionError (-32022) with data.supported/requested, which dual-era clients recognise.
+  GW_MCP_UNSUPPORTED_VERSION: { status: 400, reason: 'mcp-version', protocol: 'jsonrpc', rpcCode: -32022, message: 'Unsupported protocol version' },
+  GW_MCP_HEADER_MISMATCH: { status: 400, reason: 'mcp-invalid', protocol: 'jsonrpc', rpcCode: -32020, message: 'Header mismatch' },
+  GW_MCP_METHOD_NOT_FOUND: { status: 404, reason: 'mcp-invalid', protocol: 'jsonrpc', rpcCode: -32601, message: 'Method not found' },
   GW_HTTP_TOO_MANY_STREAMS: { status: 429, reason: 'limit', protocol: 'jsonrpc', rpcCode: -32600, message: 'Too many open streams' },
+  // Application-defined code next to GW_POLICY_DENIED's -31403; HTTP 429 + Retry-After (RFC 6585).
+  GW_RATE_LIMITED: { status: 429, reason: 'rate-limited', protocol: 'jsonrpc', rpcCode: -31429, message: 'Rate limit exceeded' },
+  GW_RATE_LIMIT_UNAVAILABLE: { status: 503, reason: 'rate-limit-unavailable', protocol: 'jsonrpc', rpcCode: -32603, message: 'Rate limiting is temporarily unavailable' },
+  GW_MCP_JSON_LIMIT: { status: 400, reason: 'json-limit', protocol: 'jsonrpc', rpcCode: -32600, message: 'JSON structure exceeds gateway limits' },
   // POL-12: an application-defined code outside the ranges MCP reserves; HTTP 200 so MCP clients
   // surface it as a JSON-RPC error of the call rather than a transport failure.
   GW_POLICY_DENIED: { status: 200, reason: 'policy-deny', protocol: 'jsonrpc', rpcCode: -31403, message: 'Forbidden by gateway policy' },
@@ -118,8 +128,10 @@ export interface GatewayErrorOptions {
   description?: string
   /** Scope the client needs (insufficient_scope challenges). */
   scope?: string
-  /** Seconds, for 503 answers. */
+  /** Seconds, for 429 and 503 answers (Retry-After). */
   retryAfter?: number
+  /** Client-safe members added to a JSON-RPC error's `data` (e.g. the supported versions). */
+  data?: Record<string, unknown>
   cause?: unknown
 }
 
@@ -131,6 +143,7 @@ export class GatewayError extends Error {
   readonly description: string | undefined
   readonly scope: string | undefined
   readonly retryAfter: number | undefined
+  readonly data: Record<string, unknown> | undefined
 
   constructor(code: GatewayErrorCode, options: GatewayErrorOptions = {}) {
     const spec: ErrorSpec = ERROR_CATALOGUE[code]
@@ -143,6 +156,7 @@ export class GatewayError extends Error {
     this.description = options.description
     this.scope = options.scope
     this.retryAfter = options.retryAfter
+    this.data = options.data
   }
 
   get spec(): ErrorSpec {

@@ -94,6 +94,8 @@ export interface RuntimeRoute {
   readonly credentials: RuntimeCredentials | undefined
   /** egress only: loopback/private/link-local ranges (CIDR) the target may resolve to. */
   readonly allowAddresses: readonly string[]
+  /** MCP routes: how 2026-07-28 clients are served (gateway/modern/); undefined = caller. */
+  readonly modernClients?: 'caller' | 'request' | 'native' | 'refuse'
 }
 
 /**
@@ -129,6 +131,8 @@ export interface RuntimePolicies {
   readonly watch: boolean
   readonly claims: { readonly groups: string | undefined; readonly roles: string | undefined }
   readonly rawArguments: boolean
+  /** Rate limits when Redis cannot answer (docs/limits.md). */
+  readonly limitsOnRedisDown: 'closed' | 'open'
 }
 
 export interface RuntimeConfig {
@@ -141,6 +145,8 @@ export interface RuntimeConfig {
     readonly trustProxy: boolean
     readonly shutdownGraceMs: number
     readonly maxHeaderSize: number
+    /** Failed-authentication budget per client address (docs/limits.md); undefined = off. */
+    readonly authFailures: { readonly limit: number; readonly perMs: number } | undefined
   }
   readonly admin: { readonly listen: { readonly host: string; readonly port: number } }
   readonly issuers: ReadonlyMap<string, RuntimeIssuer>
@@ -219,6 +225,8 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
     if (dupPath) problems.push(problemAt(src, at('path'), `duplicate route path "${r.path}" (first at routes[${seenPaths.get(r.path)}])`))
     seenPaths.set(r.path, i)
     if (r.path.startsWith('/.well-known/')) problems.push(problemAt(src, at('path'), 'a route path may not be under /.well-known/'))
+    // Bridges speak legacy revisions only: a 2026-07-28 request forwarded to one as is could only fail.
+    if (r.modernClients === 'native' && !r.upstream.url) problems.push(problemAt(src, at('modernClients'), 'modernClients: native needs a Streamable HTTP upstream (url) that speaks 2026-07-28; sse and stdio upstreams are bridged (use caller or request)'))
     r.issuers.forEach((name, j) => {
       if (!issuers.has(name)) problems.push(problemAt(src, at('issuers', j), `unknown issuer "${name}" (known: ${[...issuers.keys()].join(', ')})`))
     })
@@ -250,6 +258,7 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
     watch: input.policies.watch,
     claims: { groups: input.policies.claims.groups, roles: input.policies.claims.roles },
     rawArguments: input.policies.audit.rawArguments,
+    limitsOnRedisDown: input.policies.limits.onRedisDown,
   }
   if (!policies) warnings.push('no policies configured: every authenticated request is forwarded (add a policies: section for per-tool decisions)')
   const egress = input.egress && normalizeEgress(input.egress, { src, issuers: input.issuers, baseDir, env, problems })
@@ -265,6 +274,7 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
       trustProxy: input.server.trustProxy,
       shutdownGraceMs: parseDuration(input.server.shutdownGrace),
       maxHeaderSize: parseSize(input.server.maxHeaderSize),
+      authFailures: input.server.authFailures && { limit: input.server.authFailures.limit, perMs: parseDuration(input.server.authFailures.per) },
     },
     admin: { listen: { host: input.admin.listen.host, port: input.admin.listen.port } },
     issuers,
@@ -466,6 +476,7 @@ function normalizeRoute(src: YamlSource, r: RouteInput, i: number, origin: strin
     allowedOrigins: new Set(r.allowedOrigins),
     bodyLimit: parseSize(r.bodyLimit),
     streams: { maxDurationMs: parseDuration(r.streams.maxDuration), maxPerCaller: r.streams.maxPerCaller },
+    modernClients: r.modernClients,
   }
 }
 

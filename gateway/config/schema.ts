@@ -302,6 +302,11 @@ export const RouteSchema = Type.Object(
       { ...Strict, default: {}, description: 'Limits on long-lived server-sent-event streams.' },
     ),
     credentials: Type.Optional(CredentialsSchema),
+    modernClients: Type.Union([Type.Literal('caller'), Type.Literal('request'), Type.Literal('native'), Type.Literal('refuse')], {
+      default: 'caller',
+      description:
+        'How clients speaking MCP 2026-07-28 (stateless, Mcp-Method/Mcp-Name headers) are served. caller (default): the gateway opens one upstream session per caller and route and bridges to the revision the upstream speaks. request: a fresh upstream session per request. native: the upstream speaks 2026-07-28 itself; requests are checked and forwarded. refuse: 400 UnsupportedProtocolVersionError listing the other versions. See docs/transports.md.',
+    }),
   },
   { ...Strict, description: 'One protected endpoint: a path on the gateway in front of one upstream MCP server (or plain HTTP API with kind: api).' },
 )
@@ -361,6 +366,15 @@ export const GatewayConfigSchema = Type.Object(
         trustProxy: Type.Boolean({ default: false, description: 'Trust X-Forwarded-For for client addresses in logs. Never used to build URLs. Default false.' }),
         shutdownGrace: Type.String({ ...Duration, default: '10s', description: 'How long SIGTERM waits for in-flight requests and streams. Default 10s.' }),
         maxHeaderSize: Type.String({ ...ByteSize, default: '16kb', description: 'Largest total request header size; 431 after. Default 16kb.' }),
+        authFailures: Type.Optional(
+          Type.Object(
+            {
+              limit: Type.Integer({ minimum: 1, description: 'Failed authentications (and unknown sessions) one client address may cause per window.' }),
+              per: Type.String({ ...Duration, default: '1m', description: 'Window. Default 1m.' }),
+            },
+            { ...Strict, description: 'Per client address (per replica): after this many failed authentications or unknown session ids, further requests get 429 before any token is verified or introspected (docs/limits.md). Off when absent.' },
+          ),
+        ),
       },
       Strict,
     ),
@@ -411,6 +425,15 @@ export const GatewayConfigSchema = Type.Object(
               roles: Type.Optional(Type.String({ minLength: 1, description: 'Claim holding the caller roles, e.g. roles or realm_access.roles. Needed by when.roles.' })),
             },
             { ...Strict, default: {} },
+          ),
+          limits: Type.Object(
+            {
+              onRedisDown: Type.Union([Type.Literal('closed'), Type.Literal('open')], {
+                default: 'closed',
+                description: 'When Redis cannot answer a rate-limit decision: closed (default) refuses with 503 GW_RATE_LIMIT_UNAVAILABLE; open lets the request through, logged and counted (docs/limits.md).',
+              }),
+            },
+            { ...Strict, default: {}, description: 'Rate limits and quotas declared in policy documents (limits:).' },
           ),
           audit: Type.Object(
             {

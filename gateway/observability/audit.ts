@@ -21,6 +21,8 @@ export interface AuditRecord {
   decision: AuditedDecision | undefined
   /** The approval that released a held call (docs/approvals.md); its own audit lines carry the binding. */
   approval: string | undefined
+  /** Rate limit that refused the request (or let it through with Redis down). */
+  rateLimit: { limit: string; outcome: string } | undefined
   streaming: boolean
   /** Upstream credential strategy and the downstream token's jti or digest (never the token). */
   credential: CredentialRecord | undefined
@@ -54,6 +56,7 @@ export function auditRecord(request: FastifyRequest, reply: FastifyReply): Audit
     },
     decision: gw.decision,
     approval: gw.approval?.approvalId,
+    rateLimit: gw.rateLimit,
     streaming: gw.streaming,
     credential: gw.credential,
     http: gw.http && { path: gw.http.path },

@@ -10,7 +10,7 @@ import { problemAt, type YamlSource } from '../config/yaml-source.js'
 import { argMatcher, canonicalResourceUri, claimValues, covers, localTime, minutesOf, nameMatcher, parseArgPath, type ArgMatcher, type NameMatcher } from './matchers.js'
 import { parseDuration } from '../config/units.js'
 import { compileRar } from './rar.js'
-import type { EffectName, PolicyDocument, RuleInput, WhenInput } from './schema.js'
+import type { EffectName, LimitKeyName, PolicyDocument, RuleInput, WhenInput } from './schema.js'
 
 /** A require-approval rule's settings, resolved (docs/approvals.md). */
 export interface CompiledApproval {
@@ -80,13 +80,31 @@ export interface CompiledRule {
   readonly checks: readonly Check[]
 }
 
+/** A rate limit or quota (docs/limits.md); counted by gateway/limits. */
+export interface CompiledLimit {
+  readonly name: string
+  readonly policy: string
+  readonly routes: ReadonlySet<string> | 'all'
+  readonly methods: NameMatcher | undefined
+  readonly names: NameMatcher | undefined
+  readonly key: readonly LimitKeyName[]
+  readonly limit: number
+  readonly perMs: number
+}
+
 export interface PolicySet {
   /** Content hash of the documents (first 12 hex of SHA-256). */
   readonly version: string
   readonly policies: readonly { name: string; file: string; shadow: boolean; rules: number }[]
   readonly rules: readonly CompiledRule[]
   rulesFor(route: string): readonly CompiledRule[]
+  /** Rate limits and quotas; empty when no document has `limits:`. */
+  readonly limits: readonly CompiledLimit[]
+  limitsFor(route: string): readonly CompiledLimit[]
 }
+
+/** Shortest window: below it 60 slices would be under 17 ms, finer than the clocks agree. */
+export const MIN_LIMIT_WINDOW_MS = 1000
 
 export interface CompileContext {
   /** Route names from gateway.yaml; undefined = not checked (CLI without --config). */
@@ -117,6 +135,8 @@ export function compilePolicies(docs: readonly LoadedDocument[], ctx: CompileCon
   const rules: CompiledRule[] = []
   const policies: PolicySet['policies'][number][] = []
   const names = new Map<string, string>()
+  const limits: CompiledLimit[] = []
+  const limitNames = new Map<string, string>()
   for (const { src, doc } of docs) {
     if (names.has(doc.name)) problems.push(problemAt(src, ['name'], `duplicate policy name "${doc.name}" (also in ${names.get(doc.name)})`))
     names.set(doc.name, src.file)
@@ -129,6 +149,19 @@ export function compilePolicies(docs: readonly LoadedDocument[], ctx: CompileCon
       if (compiled) rules.push(compiled)
     })
     policies.push({ name: doc.name, file: src.file, shadow: doc.mode === 'shadow', rules: doc.rules.length })
+    doc.limits?.forEach((l, i) => {
+      const at = (...p: (string | number)[]) => ['limits', i, ...p]
+      if (limitNames.has(l.name)) problems.push(problemAt(src, at('name'), `duplicate limit name "${l.name}" (also in ${limitNames.get(l.name)})`))
+      limitNames.set(l.name, src.file)
+      let perMs = 0
+      try {
+        perMs = parseDuration(l.per)
+      } catch (e) {
+        problems.push(problemAt(src, at('per'), (e as Error).message))
+      }
+      if (perMs > 0 && perMs < MIN_LIMIT_WINDOW_MS) problems.push(problemAt(src, at('per'), `a window shorter than ${MIN_LIMIT_WINDOW_MS / 1000}s is not supported`))
+      limits.push({ name: l.name, policy: doc.name, routes, methods: l.methods ? nameMatcher(l.methods) : undefined, names: l.tools ? nameMatcher(l.tools) : undefined, key: l.key, limit: l.limit, perMs })
+    })
   }
   if (problems.some((p) => p.severity === 'error')) return undefined
   warnShadowed(docs, rules, problems)
@@ -137,6 +170,7 @@ export function compilePolicies(docs: readonly LoadedDocument[], ctx: CompileCon
   for (const r of ctx.routes ?? []) {
     if (byRoute.get(r.name)!.length === 0) problems.push({ file: '(policies)', line: 1, column: 1, path: '', message: `no policy applies to route "${r.name}": every request to it is denied`, severity: 'warning' })
   }
+  const limitsByRoute = new Map<string, readonly CompiledLimit[]>()
   return Object.freeze({
     version,
     policies,
@@ -146,6 +180,12 @@ export function compilePolicies(docs: readonly LoadedDocument[], ctx: CompileCon
       // Routes unknown at compile time (suites, explain without --config) are resolved once.
       if (!r) byRoute.set(route, (r = rules.filter((x) => x.routes === 'all' || x.routes.has(route))))
       return r
+    },
+    limits,
+    limitsFor: (route: string) => {
+      let l = limitsByRoute.get(route)
+      if (!l) limitsByRoute.set(route, (l = limits.filter((x) => x.routes === 'all' || x.routes.has(route))))
+      return l
     },
   })
 }

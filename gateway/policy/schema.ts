@@ -168,6 +168,23 @@ export const RuleSchema = Type.Object(
   { ...Strict, description: 'A rule matches when every condition it lists holds. Absent conditions match anything.' },
 )
 
+export const LimitKeyPart = Type.Union(['subject', 'agent', 'issuer', 'route', 'upstream', 'tool', 'method'].map((k) => Type.Literal(k)), {
+  description: 'subject (`sub`), agent (`client_id`/`azp`), issuer, route (name), upstream (URL of the route upstream), tool (tool or prompt name, or resource URI), method.',
+})
+
+export const LimitSchema = Type.Object(
+  {
+    name: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$', description: 'Limit name, unique across the policy set; appears in metrics, audit lines and errors.' }),
+    description: Type.Optional(Type.String()),
+    methods: Type.Optional(NameList('MCP methods this limit counts. Default: every request and notification')),
+    tools: Type.Optional(NameList('Tool (tools/call), prompt (prompts/get) or resource (resources/*) names this limit counts. Default: any, including none')),
+    key: Type.Array(LimitKeyPart, { minItems: 0, uniqueItems: true, description: 'What is counted separately: one budget per distinct combination of these values. [] = one budget shared by every caller of the routes.' }),
+    limit: Type.Integer({ minimum: 1, maximum: 1_000_000_000, description: 'Messages allowed per window and key.' }),
+    per: Type.String({ pattern: '^[0-9]+(ms|s|m|h)$', description: 'Window length, e.g. 1s, 1m, 1h, 24h. Sliding window of 60 slices (docs/limits.md).' }),
+  },
+  { ...Strict, description: 'A rate limit or quota: each matching JSON-RPC message costs 1; over the limit → 429 with Retry-After.' },
+)
+
 export const PolicyDocumentSchema = Type.Object(
   {
     $schema: Type.Optional(Type.String()),
@@ -178,6 +195,7 @@ export const PolicyDocumentSchema = Type.Object(
     routes: Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: 'Route names from gateway.yaml this policy applies to, or "*" for every route.' }),
     mode: Type.Optional(Mode),
     rules: Type.Array(RuleSchema, { minItems: 1 }),
+    limits: Type.Optional(Type.Array(LimitSchema, { description: 'Rate limits and quotas for the routes of this policy (docs/limits.md). Checked after the rules allow a request.' })),
   },
   { ...Strict, title: 'mcp-warden policy document' },
 )
@@ -189,6 +207,8 @@ export type ArgumentMatcherInput = Static<typeof ArgumentMatcherSchema>
 export type EffectName = Static<typeof Effect>
 export type ApprovalInput = Static<typeof ApprovalSchema>
 export type AuthorizationDetailsMatchInput = Static<typeof AuthorizationDetailsMatchSchema>
+export type LimitInput = Static<typeof LimitSchema>
+export type LimitKeyName = Static<typeof LimitKeyPart>
 
 /** A policy test suite (`*_test.yaml` next to the policies). */
 const SuitePrincipal = Type.Object(
