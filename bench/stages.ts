@@ -15,20 +15,18 @@ import { parseMcpBody } from '../gateway/mcp/jsonrpc.js'
 import { createLogger } from '../gateway/observability/logger.js'
 import { createMetrics } from '../gateway/observability/metrics.js'
 import { upstreamRequestHeaders } from '../gateway/proxy/headers.js'
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { loadPolicyDir } from '../gateway/policy/load.js'
+import { evaluate } from '../gateway/policy/evaluate.js'
+import { argumentsDigest } from '../gateway/policy/digest.js'
+import type { Principal } from '../gateway/auth/principal.js'
+import { benchPolicy } from './lib/configs.js'
+import { BODY as REQUEST } from './lib/request.js'
 import { median } from './lib/stats.js'
 
-const BODY = Buffer.from(
-  JSON.stringify({
-    jsonrpc: '2.0',
-    id: 42,
-    method: 'tools/call',
-    params: {
-      name: 'search_issues',
-      arguments: { repository: 'example-org/mcp-warden', query: 'label:performance state:open sort:updated-desc', limit: 25, fields: ['number', 'title', 'state', 'labels', 'updated_at'] },
-      _meta: { progressToken: 'bench-0001' },
-    },
-  }).padEnd(314, ' '),
-)
+const BODY = Buffer.from(REQUEST)
 
 async function cost(name: string, iterations: number, op: () => unknown | Promise<unknown>): Promise<[string, number]> {
   const runs: number[] = []
@@ -81,6 +79,18 @@ async function main(): Promise<void> {
     latencyMs: 1.23,
   }
 
+  const dir = mkdtempSync(join(tmpdir(), 'mcp-warden-stages-'))
+  mkdirSync(join(dir, 'p'))
+  writeFileSync(join(dir, 'p', 'bench.yaml'), benchPolicy())
+  const { set } = loadPolicyDir(join(dir, 'p'), { claims: { groups: 'groups' } })
+  const principal: Principal = {
+    tokenKind: 'jwt', issuerName: 'bench-as', issuer: 'http://127.0.0.1:9400', subject: 'alice', clientId: 'demo-agent', scopes: new Set(['tools.read']), audience: ['http://127.0.0.1:8080/mcp/bench'],
+    actor: undefined, delegationChain: [], userPresent: true, expiresAt: now + 3600, tokenId: undefined, authorizationDetails: undefined, confirmation: undefined, claims: {},
+  }
+  const args = (JSON.parse(BODY.toString('utf8')) as { params: { arguments: unknown } }).params.arguments
+  const input = { route: 'bench', method: 'tools/call', name: 'search_issues', arguments: args, principal, now: Date.now() }
+  if (evaluate(set, input).effect !== 'allow') throw new Error('the bench policy must allow the bench call')
+
   const rows = [
     await cost('JSON.parse of the 314-byte body (reference, not used)', 20_000, () => JSON.parse(BODY.toString('utf8'))),
     await cost('strict parse of the body (parseMcpBody)', 20_000, () => parseMcpBody(BODY, '2025-11-25')),
@@ -91,6 +101,9 @@ async function main(): Promise<void> {
       metrics.requests.inc({ route: 'bench', status: '200', reason: 'ok' })
       metrics.requestDuration.observe({ route: 'bench' }, 0.001)
     }),
+    await cost('policy decision (36 rules, allowed by one in the middle)', 20_000, () => evaluate(set, input)),
+    await cost('arguments digest for the audit (canonical JSON + SHA-256)', 20_000, () => argumentsDigest(args)),
+    await cost('policy decision counter (3 labels)', 20_000, () => metrics.policyDecisions.inc({ route: 'bench', effect: 'allow', reason: 'rule-allowed' })),
     await cost('audit line (pino, redaction, async destination)', 20_000, () => logger.info({ audit }, 'mcp.request')),
     await cost('RS256 verify with jose compactVerify (cold token)', 300, () => compactVerify(token, publicKey)),
     await cost('RS256 verify with node:crypto (for comparison)', 300, () => createVerify('RSA-SHA256').update(`${h}.${p}`).verify(pem, Buffer.from(s, 'base64url'))),

@@ -15,6 +15,7 @@
 import { randomUUID } from 'node:crypto'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type preHandlerHookHandler } from 'fastify'
 import type { Logger } from 'pino'
+import { approvalStage, createApprovalGate, registerApprovalCallbacks } from './approval/plugin.js'
 import { IntrospectionVerifier } from './auth/introspection.js'
 import { authenticateHook } from './auth/plugin.js'
 import { TokenValidator, type OpaqueTokenVerifier } from './auth/token-validator.js'
@@ -28,12 +29,18 @@ import { CredentialBroker } from './exchange/broker.js'
 import { credentialStage } from './exchange/plugin.js'
 import { buildEgressServer } from './egress/plugin.js'
 import { checkMcpRequest, registerJsonBodyParser, registerResourceMetadata } from './mcp/plugin.js'
+import { modernStage } from './modern/plugin.js'
+import { UpstreamSessions } from './modern/sessions.js'
 import { buildAdminServer, type ReadinessCheck } from './observability/admin.js'
 import { auditRecord } from './observability/audit.js'
 import { createMetrics, type Metrics } from './observability/metrics.js'
 import type { Bridge } from './bridge/bridge.js'
 import type { PolicyEngine } from './policy/engine.js'
 import { createPolicyEngine, policyStage } from './policy/plugin.js'
+import { MemoryLimiter } from './limits/memory.js'
+import { AddressFailures } from './limits/failures.js'
+import { addressGate, limitStage } from './limits/plugin.js'
+import { RedisLimiter } from './limits/redis.js'
 import { restUnder } from './proxy/path.js'
 import { registerRouteProxy } from './proxy/plugin.js'
 import { SessionRegistry } from './session/binding.js'
@@ -102,6 +109,10 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     routerOptions: { caseSensitive: true, ignoreTrailingSlash: false, ignoreDuplicateSlashes: false },
   })
 
+  // Node answers 431 itself, before Fastify sees the request; count it here.
+  app.server.on('clientError', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'HPE_HEADER_OVERFLOW') metrics.limitsExceeded.inc({ limit: 'header' })
+  })
   app.decorateRequest('gw', null as never)
   app.addHook('onRequest', async (request) => {
     const q = request.url.indexOf('?')
@@ -118,17 +129,29 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     const reason = request.gw.error?.reason ?? 'ok'
     metrics.requests.inc({ route: route.name, status: String(reply.statusCode), reason })
     metrics.requestDuration.observe({ route: route.name }, reply.elapsedTime / 1000)
+    const code = request.gw.error?.code
+    gate?.observe(request)
+    if (code === 'GW_MCP_JSON_LIMIT') metrics.limitsExceeded.inc({ limit: request.gw.error!.detail ?? 'json' })
+    else if (code === 'GW_HTTP_BODY_TOO_LARGE') metrics.limitsExceeded.inc({ limit: 'body' })
+    else if (code === 'GW_HTTP_TOO_MANY_STREAMS') metrics.limitsExceeded.inc({ limit: 'streams' })
     if (request.raw.method !== 'OPTIONS') request.log.info({ audit: auditRecord(request, reply) }, 'mcp.request')
   })
 
   registerJsonBodyParser(app)
   registerResourceMetadata(app, config)
   const authenticate = authenticateHook(validator, metrics)
+  const gate = config.server.authFailures && addressGate(new AddressFailures(config.server.authFailures.limit, config.server.authFailures.perMs), metrics)
   const policies = createPolicyEngine(config, logger, metrics)
-  const decide = policies ? [policyStage(policies, metrics, { rawArguments: config.policies!.rawArguments, ...(deps.now ? { now: deps.now } : {}) })] : []
+  // Human approval (docs/approvals.md): only where some issuer has an approval channel.
+  const approvals = policies ? createApprovalGate(config, { store, registry: metrics.registry, discover: (name) => validator.keys.get(name)!.discover(), encryptionKey: config.cache.redis?.encryptionKey && Buffer.from(config.cache.redis.encryptionKey.reveal(), 'base64'), ...(deps.now ? { now: deps.now } : {}) }) : undefined
+  if (approvals) registerApprovalCallbacks(app, approvals)
+  const decide = policies ? [policyStage(policies, metrics, { rawArguments: config.policies!.rawArguments, approvals: approvals !== undefined, ...(deps.now ? { now: deps.now } : {}) })] : []
+  // Rate limits live in policy documents; shared through Redis when configured, else per replica.
+  if (policies) decide.push(limitStage(policies, store instanceof RedisStore ? new RedisLimiter(store.client) : new MemoryLimiter(), metrics, { onRedisDown: config.policies!.limitsOnRedisDown, logger }))
   const sessions = new SessionRegistry(store, config.sessions.ttlMs)
   const checkSession = checkSessionHook(sessions)
   const sessionObserver = observeSessions(sessions)
+  const upstreamSessions = new UpstreamSessions(store, config.sessions.ttlMs)
   const broker = new CredentialBroker({
     issuers: config.issuers,
     discover: (name) => validator.keys.get(name)!.discover(),
@@ -151,8 +174,11 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     }
     // API routes: no MCP parsing, no sessions, no MCP policy; request.gw.http is kept for HTTP policies.
     const mcp = route.kind === 'mcp'
-    const preHandler = [...(mcp ? [checkMcpRequest, checkSession, ...decide] : []), ...(deps.stages?.(route) ?? []), ...credentialStage(broker, route)]
-    await registerRouteProxy(app, route, { onRequest: [authenticate], preHandler, onUpstreamResponse: mcp ? [sessionObserver] : [] }, metrics, target)
+    // 2026-07-28 requests are answered last, through the gateway's upstream session (gateway/modern/).
+    const modern = mcp ? [modernStage({ route, target, sessions: upstreamSessions, metrics })] : []
+    // A held call is asked for after rate limits, so an agent cannot flood a user's phone.
+    const preHandler = [...(mcp ? [checkMcpRequest, checkSession, ...decide, ...(approvals ? [approvalStage(approvals, route)] : [])] : []), ...(deps.stages?.(route) ?? []), ...credentialStage(broker, route), ...modern]
+    await registerRouteProxy(app, route, { onRequest: gate ? [gate.gate, authenticate, gate.pass] : [authenticate], preHandler, onUpstreamResponse: mcp ? [sessionObserver] : [] }, metrics, target)
   }
   const egress = config.egress
     ? await buildEgressServer(config.egress, {

@@ -1,50 +1,37 @@
 /**
  * Configuration files the benchmark generates: the gateway's gateway.yaml (as an operator would
  * write it, through the real loader) and an HAProxy configuration for the in-run references.
- *
- * The gateway config has plug-in points for stages that are built on other branches. Each is
- * detected from the published config schema, so the bench never claims a feature it did not run.
  */
-import { GatewayConfigSchema, IssuerSchema, RouteSchema } from '../../gateway/config/schema.js'
-
-export interface Feature {
-  name: string
-  available: boolean
-  note: string
-}
-
-const hasKey = (schema: { properties: Record<string, unknown> }, key: string): boolean => key in schema.properties
+/** The downstream resource the bench route exchanges the caller's token for (RFC 8693). */
+export const UPSTREAM_RESOURCE = 'https://upstream.bench.internal/mcp'
 
 /**
- * Stages the issue asks the bench to include when they exist. `available` says whether this
- * checkout's schema knows the section; none of them is configured by the bench yet.
+ * A policy of a few dozen rules, as a team with several tools would write: lifecycle methods,
+ * reads by scope and argument ranges, agent- and group-scoped rules, denies. The benchmark's
+ * `search_issues` call is allowed by one rule in the middle, with an argument check, so the
+ * evaluation walks the set like a real call does.
  */
-export function optionalFeatures(): Feature[] {
-  return [
-    {
-      name: 'policy',
-      available: hasKey(GatewayConfigSchema, 'policies'),
-      // TODO(bench, policy): write a policy directory with a few dozen rules (tools/call allowed by
-      // tool name and scope, some denies) and return `policies: { dir }` from gatewayYaml's
-      // `extra.policies`; then the hot path includes the decide stage.
-      note: 'policy engine (gateway/policy, `policies:`) not configured by the bench yet',
-    },
-    {
-      name: 'credentials',
-      available: hasKey(RouteSchema, 'credentials'),
-      // TODO(bench, exchange): a route `credentials:` block with `strategy: token-exchange` against
-      // the bench AS (the gateway client's secret), so the warm path includes the exchange cache
-      // lookup and the cold path measures verify + exchange (one AS round trip).
-      note: 'token exchange (gateway/exchange, route `credentials:`) not configured by the bench yet',
-    },
-    {
-      name: 'introspection',
-      available: hasKey(IssuerSchema, 'validation'),
-      // TODO(bench, introspection): an issuer with `validation: introspection` and opaque tokens from
-      // the AS; measure the warm-cache path like the JWT one.
-      note: 'introspection with a warm cache (issuer `validation: introspection`) not configured by the bench yet',
-    },
+export function benchPolicy(rules = 36): string {
+  const out = [
+    'apiVersion: mcp-warden/v1',
+    'kind: Policy',
+    'name: bench',
+    'routes: [bench, sse, opaque]',
+    'rules:',
+    '  - { id: lifecycle, effect: allow, methods: [initialize, ping, "notifications/*", tools/list, prompts/list, resources/list] }',
+    '  - { id: no-deletes, effect: deny, tools: ["delete_*", "drop_*"] }',
   ]
+  const fillers = rules - 3
+  for (let i = 0; i < fillers; i++) {
+    if (i === Math.floor(fillers / 2)) {
+      out.push('  - { id: search, effect: allow, tools: [search_issues, "get_*"], arguments: { limit: { lte: 100 } }, when: { scopes: { allOf: [tools.read] } } }')
+    }
+    const kind = i % 3
+    if (kind === 0) out.push(`  - { id: read-${i}, effect: allow, tools: [list_things_${i}, "read_${i}_*"], when: { scopes: { allOf: [tools.read] } } }`)
+    else if (kind === 1) out.push(`  - { id: agent-${i}, effect: allow, tools: [write_${i}], when: { agents: [agent-${i}], scopes: { allOf: [tools.write] } } }`)
+    else out.push(`  - { id: cap-${i}, effect: allow, tools: [transfer_${i}], arguments: { amount: { lte: ${i * 10} } }, when: { groups: { anyOf: [finance-${i}] } } }`)
+  }
+  return `${out.join('\n')}\n`
 }
 
 export interface GatewayYamlInput {
@@ -54,15 +41,18 @@ export interface GatewayYamlInput {
   adminPort: number
   issuer: string
   upstream: string
-  /** YAML lines added under the top level (e.g. a `policies:` section). */
-  topLevelExtra?: string
-  /** YAML lines added to each route (e.g. a `credentials:` block). */
-  routeExtra?: string
+  /** mcp-warden's client at the AS (token exchange, introspection). */
+  client: { id: string; secret: string }
+  /** Directory holding benchPolicy(). */
+  policyDir: string
 }
 
-const indent = (s: string | undefined, n: number) => (s ? `${s.trim().split('\n').map((l) => ' '.repeat(n) + l).join('\n')}\n` : '')
-
-/** Two routes to the same upstream: the JSON hot path and the SSE stream. Audit logging at info. */
+/**
+ * Three routes to the same upstream, configured as production would be: JWT validation, a policy
+ * of a few dozen rules, and RFC 8693 token exchange per upstream (warm cache under load), audit at
+ * info, metrics on. `bench` is the JSON hot path, `sse` the stream, `opaque` the same call with an
+ * opaque token checked by introspection (warm cache).
+ */
 export function gatewayYaml(c: GatewayYamlInput): string {
   return `# Generated by bench/run.ts
 server:
@@ -76,6 +66,8 @@ issuers:
   bench-as:
     issuer: ${c.issuer}
     algorithms: [RS256]
+    validation: both
+    client: { id: ${c.client.id}, secret: { value: "${c.client.secret}" } }
 routes:
   - name: bench
     path: /mcp/bench
@@ -83,12 +75,24 @@ routes:
     issuers: [bench-as]
     scopesSupported: [tools.read]
     requiredScopes: [tools.read]
-${indent(c.routeExtra, 4)}  - name: sse
+    credentials: { strategy: token-exchange, resource: ${UPSTREAM_RESOURCE} }
+  - name: sse
     path: /mcp/sse
     upstream: { url: ${c.upstream}/sse, connections: 64 }
     issuers: [bench-as]
     scopesSupported: [tools.read]
-${indent(c.routeExtra, 4)}${c.topLevelExtra ? `${c.topLevelExtra.trim()}\n` : ''}logging: { level: info }
+    credentials: { strategy: token-exchange, resource: ${UPSTREAM_RESOURCE} }
+  - name: opaque
+    path: /mcp/opaque
+    upstream: { url: ${c.upstream}/mcp, connections: 64 }
+    issuers: [bench-as]
+    scopesSupported: [tools.read]
+    requiredScopes: [tools.read]
+    credentials: { strategy: token-exchange, resource: ${UPSTREAM_RESOURCE} }
+policies:
+  dir: ${c.policyDir}
+  claims: { groups: groups }
+logging: { level: info }
 `
 }
 

@@ -140,6 +140,10 @@ function checkClaims(c: Record<string, unknown>, ctx: VerifyContext): void {
   if (aud.includes(clientId)) throw invalid('auth-type', 'aud is a client id (ID token)')
   checkAudience(aud, issuer, ctx.resource)
   if (c.scope !== undefined && typeof c.scope !== 'string') throw invalid('auth-invalid', 'scope is not a string')
+  // RAR-01 (RFC 9396 §2, §9.1): an array of objects each with a string type, or the token is malformed.
+  if (c.authorization_details !== undefined && !(Array.isArray(c.authorization_details) && c.authorization_details.every((d) => !!d && typeof d === 'object' && !Array.isArray(d) && typeof (d as { type?: unknown }).type === 'string' && (d as { type: string }).type !== ''))) {
+    throw invalid('auth-invalid', 'authorization_details is malformed')
+  }
   // A sender-constrained token (DPoP jkt, mTLS x5t#S256) presented as a plain bearer is a
   // downgrade (RFC 9449 §7.1); without proof-of-possession support it is refused.
   if (c.cnf !== undefined) throw invalid('auth-invalid', 'sender-constrained token presented as bearer')

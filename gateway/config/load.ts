@@ -34,6 +34,18 @@ export interface RuntimeIssuer {
   readonly validation: 'jwt' | 'introspection' | 'both'
   readonly introspection: RuntimeIntrospection
   readonly jwks: { readonly cooldownMs: number; readonly maxAgeMs: number; readonly maxStaleMs: number; readonly timeoutMs: number }
+  readonly approval: RuntimeApproval | undefined
+}
+
+export interface RuntimeApproval {
+  readonly channel: 'ciba' | 'webhook'
+  readonly backchannelEndpoint: string | undefined
+  readonly loginHintClaim: string
+  readonly scope: string
+  readonly intervalMs: number
+  readonly timeoutMs: number
+  readonly exchangeSubject: 'caller' | 'approved'
+  readonly webhook: { readonly url: string; readonly secret: Secret; readonly maxSkewMs: number } | undefined
 }
 
 export interface RuntimeIntrospection {
@@ -82,6 +94,8 @@ export interface RuntimeRoute {
   readonly credentials: RuntimeCredentials | undefined
   /** egress only: loopback/private/link-local ranges (CIDR) the target may resolve to. */
   readonly allowAddresses: readonly string[]
+  /** MCP routes: how 2026-07-28 clients are served (gateway/modern/); undefined = caller. */
+  readonly modernClients?: 'caller' | 'request' | 'native' | 'refuse'
 }
 
 /**
@@ -119,6 +133,8 @@ export interface RuntimePolicies {
   readonly watch: boolean
   readonly claims: { readonly groups: string | undefined; readonly roles: string | undefined }
   readonly rawArguments: boolean
+  /** Rate limits when Redis cannot answer (docs/limits.md). */
+  readonly limitsOnRedisDown: 'closed' | 'open'
 }
 
 export interface RuntimeConfig {
@@ -131,6 +147,8 @@ export interface RuntimeConfig {
     readonly trustProxy: boolean
     readonly shutdownGraceMs: number
     readonly maxHeaderSize: number
+    /** Failed-authentication budget per client address (docs/limits.md); undefined = off. */
+    readonly authFailures: { readonly limit: number; readonly perMs: number } | undefined
   }
   readonly admin: { readonly listen: { readonly host: string; readonly port: number } }
   readonly issuers: ReadonlyMap<string, RuntimeIssuer>
@@ -209,6 +227,8 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
     if (dupPath) problems.push(problemAt(src, at('path'), `duplicate route path "${r.path}" (first at routes[${seenPaths.get(r.path)}])`))
     seenPaths.set(r.path, i)
     if (r.path.startsWith('/.well-known/')) problems.push(problemAt(src, at('path'), 'a route path may not be under /.well-known/'))
+    // Bridges speak legacy revisions only: a 2026-07-28 request forwarded to one as is could only fail.
+    if (r.modernClients === 'native' && !r.upstream.url) problems.push(problemAt(src, at('modernClients'), 'modernClients: native needs a Streamable HTTP upstream (url) that speaks 2026-07-28; sse and stdio upstreams are bridged (use caller or request)'))
     r.issuers.forEach((name, j) => {
       if (!issuers.has(name)) problems.push(problemAt(src, at('issuers', j), `unknown issuer "${name}" (known: ${[...issuers.keys()].join(', ')})`))
     })
@@ -240,6 +260,7 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
     watch: input.policies.watch,
     claims: { groups: input.policies.claims.groups, roles: input.policies.claims.roles },
     rawArguments: input.policies.audit.rawArguments,
+    limitsOnRedisDown: input.policies.limits.onRedisDown,
   }
   if (!policies) warnings.push('no policies configured: every authenticated request is forwarded (add a policies: section for per-tool decisions)')
   const egress = input.egress && normalizeEgress(input.egress, { src, issuers: input.issuers, baseDir, env, problems })
@@ -255,6 +276,7 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
       trustProxy: input.server.trustProxy,
       shutdownGraceMs: parseDuration(input.server.shutdownGrace),
       maxHeaderSize: parseSize(input.server.maxHeaderSize),
+      authFailures: input.server.authFailures && { limit: input.server.authFailures.limit, perMs: parseDuration(input.server.authFailures.per) },
     },
     admin: { listen: { host: input.admin.listen.host, port: input.admin.listen.port } },
     issuers,
@@ -325,6 +347,7 @@ function normalizeIssuer(src: YamlSource, name: string, iss: IssuerInput, baseDi
     client: normalizeClient(src, name, iss, baseDir, env, problems, warnings),
     validation: iss.validation,
     introspection,
+    approval: normalizeApproval(src, name, iss, baseDir, env, problems, warnings),
     jwks: {
       cooldownMs: parseDuration(iss.jwks.cooldown),
       maxAgeMs: parseDuration(iss.jwks.maxAge),
@@ -332,6 +355,27 @@ function normalizeIssuer(src: YamlSource, name: string, iss: IssuerInput, baseDi
       timeoutMs: parseDuration(iss.jwks.timeout),
     },
   }
+}
+
+function normalizeApproval(src: YamlSource, name: string, iss: IssuerInput, baseDir: string, env: NodeJS.ProcessEnv, problems: ConfigProblem[], warnings: string[]): RuntimeApproval | undefined {
+  const a = iss.approval
+  if (!a) return undefined
+  const at = (...p: string[]) => ['issuers', name, 'approval', ...p]
+  if (a.channel === 'ciba' && !iss.client) problems.push(problemAt(src, at('channel'), 'ciba needs client credentials (issuers.<name>.client): mcp-warden is the CIBA client'))
+  if (a.channel === 'ciba' && !a.scope.split(' ').includes('openid')) problems.push(problemAt(src, at('scope'), 'a CIBA request must include the openid scope'))
+  if (a.channel === 'webhook' && a.exchangeSubject === 'approved') problems.push(problemAt(src, at('exchangeSubject'), 'exchangeSubject: approved needs the ciba channel (a webhook approval issues no token)'))
+  if (a.channel === 'webhook' && !a.webhook) problems.push(problemAt(src, at('channel'), 'webhook needs approval.webhook (url, secret)'))
+  let webhook: RuntimeApproval['webhook']
+  if (a.webhook) {
+    const r = resolveSecret(a.webhook.secret, baseDir, env)
+    if (!r.ok) problems.push(problemAt(src, at('webhook', 'secret'), r.message))
+    else {
+      if (r.inline) warnings.push(`issuers.${name}.approval.webhook.secret is written inline; use fromEnv or fromFile outside development`)
+      if (r.secret.reveal().length < 32) problems.push(problemAt(src, at('webhook', 'secret'), 'the webhook secret must be at least 32 characters'))
+      webhook = { url: a.webhook.url, secret: r.secret, maxSkewMs: parseDuration(a.webhook.maxSkew) }
+    }
+  }
+  return { channel: a.channel, backchannelEndpoint: a.backchannelEndpoint, loginHintClaim: a.loginHintClaim, scope: a.scope, intervalMs: parseDuration(a.interval), timeoutMs: parseDuration(a.timeout), exchangeSubject: a.exchangeSubject, webhook }
 }
 
 function normalizeIntrospection(src: YamlSource, name: string, iss: IssuerInput, problems: ConfigProblem[], warnings: string[]): RuntimeIntrospection {
@@ -458,6 +502,7 @@ function normalizeRoute(src: YamlSource, r: RouteInput, i: number, origin: strin
     allowedOrigins: new Set(r.allowedOrigins),
     bodyLimit: parseSize(r.bodyLimit),
     streams: { maxDurationMs: parseDuration(r.streams.maxDuration), maxPerCaller: r.streams.maxPerCaller },
+    modernClients: r.modernClients,
   }
 }
 

@@ -107,6 +107,36 @@ export const IssuerSchema = Type.Object(
       },
       { ...Strict, default: {}, description: 'RFC 7662 introspection settings, used when validation is introspection or both.' },
     ),
+    approval: Type.Optional(
+      Type.Object(
+        {
+          channel: Type.Union([Type.Literal('ciba'), Type.Literal('webhook')], {
+            description: 'ciba: OpenID CIBA poll mode at this AS, as mcp-warden (`client`, granted urn:openid:params:grant-type:ciba). webhook: a signed POST to `webhook.url`, decided by a signed callback.',
+          }),
+          backchannelEndpoint: Type.Optional(Type.String({ ...HttpUrl, description: 'ciba: backchannel_authentication_endpoint. Default: from discovery.' })),
+          loginHintClaim: Type.String({ minLength: 1, default: 'sub', description: 'ciba: the caller token claim sent as login_hint. Default sub.' }),
+          scope: Type.String({ minLength: 1, default: 'openid', description: 'ciba: scope of the backchannel request (must include openid). Default openid.' }),
+          interval: Type.String({ ...Duration, default: '5s', description: 'ciba: polling interval when the AS names none (CIBA §7.3 default 5s); an `interval` from the AS and slow_down (+5s) always win.' }),
+          timeout: Type.String({ ...Duration, default: '5s', description: 'Timeout of one request to the AS or the webhook. Default 5s.' }),
+          exchangeSubject: Type.Union([Type.Literal('caller'), Type.Literal('approved')], {
+            default: 'caller',
+            description:
+              "ciba: the subject_token of the route's token exchange for an approved call. caller (default): the caller's token, as for any call. approved: the token the AS issued for the approval (it carries the approved authorization_details), so the upstream credential derives from the approval; needs cache.redis.encryptionKey to work across replicas.",
+          }),
+          webhook: Type.Optional(
+            Type.Object(
+              {
+                url: Type.Union([HttpUrl], { description: 'Where approval requests are POSTed (signed).' }),
+                secret: Type.Union([SecretSource], { description: 'HMAC-SHA256 key signing requests and verifying callbacks (at least 32 characters).' }),
+                maxSkew: Type.String({ ...Duration, default: '5m', description: 'Callbacks whose signed timestamp is further from now are refused. Default 5m.' }),
+              },
+              Strict,
+            ),
+          ),
+        },
+        { ...Strict, description: 'How require-approval policy rules reach the user of this issuer (docs/approvals.md).' },
+      ),
+    ),
     jwks: Type.Object(
       {
         cooldown: Type.String({ ...Duration, default: '30s', description: 'Minimum time between two JWKS fetches caused by unknown kids. Default 30s.' }),
@@ -278,6 +308,11 @@ export const RouteSchema = Type.Object(
       { ...Strict, default: {}, description: 'Limits on long-lived server-sent-event streams.' },
     ),
     credentials: Type.Optional(CredentialsSchema),
+    modernClients: Type.Union([Type.Literal('caller'), Type.Literal('request'), Type.Literal('native'), Type.Literal('refuse')], {
+      default: 'caller',
+      description:
+        'How clients speaking MCP 2026-07-28 (stateless, Mcp-Method/Mcp-Name headers) are served. caller (default): the gateway opens one upstream session per caller and route and bridges to the revision the upstream speaks. request: a fresh upstream session per request. native: the upstream speaks 2026-07-28 itself; requests are checked and forwarded. refuse: 400 UnsupportedProtocolVersionError listing the other versions. See docs/transports.md.',
+    }),
   },
   { ...Strict, description: 'One protected endpoint: a path on the gateway in front of one upstream MCP server (or plain HTTP API with kind: api).' },
 )
@@ -337,6 +372,15 @@ export const GatewayConfigSchema = Type.Object(
         trustProxy: Type.Boolean({ default: false, description: 'Trust X-Forwarded-For for client addresses in logs. Never used to build URLs. Default false.' }),
         shutdownGrace: Type.String({ ...Duration, default: '10s', description: 'How long SIGTERM waits for in-flight requests and streams. Default 10s.' }),
         maxHeaderSize: Type.String({ ...ByteSize, default: '16kb', description: 'Largest total request header size; 431 after. Default 16kb.' }),
+        authFailures: Type.Optional(
+          Type.Object(
+            {
+              limit: Type.Integer({ minimum: 1, description: 'Failed authentications (and unknown sessions) one client address may cause per window.' }),
+              per: Type.String({ ...Duration, default: '1m', description: 'Window. Default 1m.' }),
+            },
+            { ...Strict, description: 'Per client address (per replica): after this many failed authentications or unknown session ids, further requests get 429 before any token is verified or introspected (docs/limits.md). Off when absent.' },
+          ),
+        ),
       },
       Strict,
     ),
@@ -388,6 +432,15 @@ export const GatewayConfigSchema = Type.Object(
               roles: Type.Optional(Type.String({ minLength: 1, description: 'Claim holding the caller roles, e.g. roles or realm_access.roles. Needed by when.roles.' })),
             },
             { ...Strict, default: {} },
+          ),
+          limits: Type.Object(
+            {
+              onRedisDown: Type.Union([Type.Literal('closed'), Type.Literal('open')], {
+                default: 'closed',
+                description: 'When Redis cannot answer a rate-limit decision: closed (default) refuses with 503 GW_RATE_LIMIT_UNAVAILABLE; open lets the request through, logged and counted (docs/limits.md).',
+              }),
+            },
+            { ...Strict, default: {}, description: 'Rate limits and quotas declared in policy documents (limits:).' },
           ),
           audit: Type.Object(
             {

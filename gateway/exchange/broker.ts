@@ -21,6 +21,7 @@ import type {
 } from '../config/credentials.js'
 import type { RuntimeIssuer, RuntimeRoute } from '../config/load.js'
 import type { CredentialRecord } from '../context.js'
+import { LruCache } from '../cache/lru.js'
 import { GatewayError } from '../errors.js'
 import { importPrivateKey, OAuthClient, OAuthRequestError, type SigningKey } from '../oauth/client.js'
 import type { Metrics } from '../observability/metrics.js'
@@ -67,6 +68,7 @@ export class CredentialBroker {
   readonly #cache: CredentialCache
   readonly #clients = new Map<string, OAuthClient>()
   readonly #identityKeys = new Map<IdentityHeadersStrategy, Promise<SigningKey>>()
+  readonly #keys = new WeakMap<TokenRequestStrategy, LruCache<string>>()
 
   constructor(deps: CredentialBrokerDeps) {
     this.#deps = deps
@@ -114,18 +116,20 @@ export class CredentialBroker {
       throw new GatewayError('GW_EXCHANGE_FORBIDDEN', { detail: 'none of the caller scopes maps to an upstream scope' })
     }
     const subjectTokenType = principal.tokenKind === 'jwt' ? s.subjectTokenType : 'access_token'
-    const key = cacheKey([
-      s.kind,
-      principal.issuer,
-      principal.subject,
-      client.clientId,
-      s.resource ?? '',
-      s.audience ?? '',
-      scope?.join(' ') ?? '',
-      s.requestedTokenType,
-      s.actorToken ? 'actor' : '',
-      digestOf(caller.token),
-    ])
+    const key = this.#memoKey(s, caller, () =>
+      cacheKey([
+        s.kind,
+        principal.issuer,
+        principal.subject,
+        client.clientId,
+        s.resource ?? '',
+        s.audience ?? '',
+        scope?.join(' ') ?? '',
+        s.requestedTokenType,
+        s.actorToken ? 'actor' : '',
+        digestOf(caller.token),
+      ]),
+    )
     return this.#cached(route, s, key, principal.expiresAt * 1000, async () => {
       const endpoint = await this.#tokenEndpoint(s.issuer)
       const fields: Record<string, string> = {
@@ -211,6 +215,23 @@ export class CredentialBroker {
       // The caller's token is not sent, but it must not come back either.
       return this.#request(s.issuer, endpoint, fields, s, { subjectToken: caller.token, audiences: audiencesOf(s) })
     })
+  }
+
+  /**
+   * The cache key of (strategy, caller token), computed once per token: every input of the key is
+   * fixed by the strategy and the verified token, and two digests per request were a measurable
+   * share of the hot path. Keyed by the exact token string, so a different token never hits; held
+   * in process only, never longer than the token is valid.
+   */
+  #memoKey(s: TokenRequestStrategy, caller: Caller, compute: () => string): string {
+    let keys = this.#keys.get(s)
+    if (!keys) this.#keys.set(s, (keys = new LruCache<string>(10_000)))
+    const now = this.#now()
+    const known = keys.get(caller.token, now)
+    if (known !== undefined) return known
+    const key = compute()
+    keys.set(caller.token, key, caller.principal.expiresAt * 1000 - now, now)
+    return key
   }
 
   async #cached(route: RuntimeRoute, s: TokenRequestStrategy, key: string, notAfter: number, obtain: () => Promise<IssuedToken>): Promise<UpstreamCredential> {

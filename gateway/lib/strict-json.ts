@@ -21,7 +21,15 @@ export interface StrictJsonOptions {
   maxDepth?: number
   /** Reject member names that can pollute prototypes (`__proto__`, `constructor.prototype`). Default true. */
   rejectProtoKeys?: boolean
+  /** Maximum elements of one array. Default unlimited. */
+  maxArrayLength?: number
+  /** Maximum members of one object. Default unlimited. */
+  maxMembers?: number
 }
+
+/** Which structural limit a StrictJsonError broke, if any (metrics label). */
+export const jsonLimitOf = (e: StrictJsonError): 'json-depth' | 'json-array' | 'json-members' | undefined =>
+  e.message === 'nesting too deep' ? 'json-depth' : e.message === 'array too long' ? 'json-array' : e.message === 'too many members' ? 'json-members' : undefined
 
 const WS = new Uint8Array(128)
 WS[0x20] = WS[0x09] = WS[0x0a] = WS[0x0d] = 1
@@ -30,6 +38,8 @@ const NUMBER = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y
 export function parseStrictJson(text: string, options: StrictJsonOptions = {}): unknown {
   const maxDepth = options.maxDepth ?? 64
   const rejectProto = options.rejectProtoKeys ?? true
+  const maxArray = options.maxArrayLength ?? Infinity
+  const maxMembers = options.maxMembers ?? Infinity
   let i = 0
   const n = text.length
 
@@ -101,6 +111,7 @@ export function parseStrictJson(text: string, options: StrictJsonOptions = {}): 
     if (depth > maxDepth) fail('nesting too deep')
     i++
     const out: Record<string, unknown> = {}
+    let members = 0
     skipWs()
     if (text.charCodeAt(i) === 0x7d) {
       i++
@@ -112,6 +123,7 @@ export function parseStrictJson(text: string, options: StrictJsonOptions = {}): 
       const key = parseString()
       if (rejectProto && (key === '__proto__' || key === 'constructor' || key === 'prototype')) fail(`forbidden member name "${key}"`)
       if (Object.prototype.hasOwnProperty.call(out, key)) fail(`duplicate member name "${key}"`)
+      if (++members > maxMembers) fail('too many members')
       skipWs()
       if (text.charCodeAt(i) !== 0x3a) fail('expected ":"')
       i++
@@ -145,6 +157,7 @@ export function parseStrictJson(text: string, options: StrictJsonOptions = {}): 
       return out
     }
     for (;;) {
+      if (out.length >= maxArray) fail('array too long')
       out.push(parseValue(depth))
       skipWs()
       const c = text.charCodeAt(i)

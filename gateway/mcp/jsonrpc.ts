@@ -4,7 +4,7 @@
  * are what gets forwarded, so the upstream executes exactly what was decided on.
  */
 import { GatewayError } from '../errors.js'
-import { decodeUtf8Strict, parseStrictJson, StrictJsonError } from '../lib/strict-json.js'
+import { decodeUtf8Strict, jsonLimitOf, parseStrictJson, StrictJsonError } from '../lib/strict-json.js'
 import { batchesAllowed } from './protocol.js'
 
 export type JsonRpcId = string | number
@@ -21,15 +21,20 @@ export interface ParsedBody {
 
 /** Body nesting limit: MCP arguments are data, not deep trees; the limit blunts parser DoS. */
 export const MAX_JSON_DEPTH = 64
+/** Elements of one array and members of one object (docs/limits.md): bounds work per byte parsed. */
+export const MAX_JSON_ARRAY = 10_000
+export const MAX_JSON_MEMBERS = 10_000
 
 const invalid = (detail: string): GatewayError => new GatewayError('GW_MCP_INVALID_REQUEST', { detail })
 
 export function parseMcpBody(raw: Buffer, protocolVersion: string): ParsedBody {
   let value: unknown
   try {
-    value = parseStrictJson(decodeUtf8Strict(raw), { maxDepth: MAX_JSON_DEPTH })
+    value = parseStrictJson(decodeUtf8Strict(raw), { maxDepth: MAX_JSON_DEPTH, maxArrayLength: MAX_JSON_ARRAY, maxMembers: MAX_JSON_MEMBERS })
   } catch (e) {
     const detail = e instanceof StrictJsonError ? e.message : 'unparseable'
+    const limit = e instanceof StrictJsonError ? jsonLimitOf(e) : undefined
+    if (limit) throw new GatewayError('GW_MCP_JSON_LIMIT', { detail: limit })
     // Semantic violations (duplicates, prototype keys) are invalid requests; bad syntax is a parse error.
     const code = /duplicate|forbidden|deep/.test(detail) ? 'GW_MCP_INVALID_REQUEST' : 'GW_MCP_PARSE_ERROR'
     throw new GatewayError(code, { detail })

@@ -132,6 +132,18 @@ export function createMetrics() {
       labelNames: ['digest'] as const,
       registers: [registry],
     }),
+    rateLimitDecisions: new Counter({
+      name: 'mcp_warden_rate_limit_decisions_total',
+      help: 'Rate-limit decisions per request, by route, deciding limit (or "-" when allowed) and outcome (allowed, limited, unavailable, fail-open).',
+      labelNames: ['route', 'limit', 'outcome'] as const,
+      registers: [registry],
+    }),
+    limitsExceeded: new Counter({
+      name: 'mcp_warden_limits_exceeded_total',
+      help: 'Requests refused or streams ended by a size or time limit: json-depth, json-array, json-members, body, header, streams (too many per caller), stream-duration.',
+      labelNames: ['limit'] as const,
+      registers: [registry],
+    }),
     policyDecisions: new Counter({
       name: 'mcp_warden_policy_decisions_total',
       help: 'Policy decisions per JSON-RPC message, by route, effect and reason (closed set).',

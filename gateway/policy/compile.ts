@@ -8,7 +8,21 @@ import { createHash } from 'node:crypto'
 import type { ConfigProblem } from '../errors.js'
 import { problemAt, type YamlSource } from '../config/yaml-source.js'
 import { argMatcher, canonicalResourceUri, claimValues, covers, localTime, minutesOf, nameMatcher, parseArgPath, type ArgMatcher, type NameMatcher } from './matchers.js'
-import type { EffectName, PolicyDocument, RuleInput, WhenInput } from './schema.js'
+import { parseDuration } from '../config/units.js'
+import { compileRar } from './rar.js'
+import type { EffectName, LimitKeyName, PolicyDocument, RuleInput, WhenInput } from './schema.js'
+
+/** A require-approval rule's settings, resolved (docs/approvals.md). */
+export interface CompiledApproval {
+  readonly message: string
+  readonly waitMs: number
+  readonly expiryMs: number
+  readonly windowMs: number | undefined
+  readonly details: 'arguments' | 'digest'
+  readonly type: string
+}
+
+export const DEFAULT_APPROVAL_MESSAGE = '{agent} wants to call {tool}'
 
 /** What the caller looks like to a policy; auth's Principal satisfies it. */
 export interface PolicyPrincipal {
@@ -54,6 +68,8 @@ export interface CompiledRule {
   readonly file: string
   readonly line: number
   readonly scopes: readonly string[]
+  /** require-approval only. */
+  readonly approval: CompiledApproval | undefined
   readonly routes: ReadonlySet<string> | 'all'
   readonly methods: NameMatcher | undefined
   readonly target: { kind: TargetKind; names: NameMatcher } | undefined
@@ -64,13 +80,31 @@ export interface CompiledRule {
   readonly checks: readonly Check[]
 }
 
+/** A rate limit or quota (docs/limits.md); counted by gateway/limits. */
+export interface CompiledLimit {
+  readonly name: string
+  readonly policy: string
+  readonly routes: ReadonlySet<string> | 'all'
+  readonly methods: NameMatcher | undefined
+  readonly names: NameMatcher | undefined
+  readonly key: readonly LimitKeyName[]
+  readonly limit: number
+  readonly perMs: number
+}
+
 export interface PolicySet {
   /** Content hash of the documents (first 12 hex of SHA-256). */
   readonly version: string
   readonly policies: readonly { name: string; file: string; shadow: boolean; rules: number }[]
   readonly rules: readonly CompiledRule[]
   rulesFor(route: string): readonly CompiledRule[]
+  /** Rate limits and quotas; empty when no document has `limits:`. */
+  readonly limits: readonly CompiledLimit[]
+  limitsFor(route: string): readonly CompiledLimit[]
 }
+
+/** Shortest window: below it 60 slices would be under 17 ms, finer than the clocks agree. */
+export const MIN_LIMIT_WINDOW_MS = 1000
 
 export interface CompileContext {
   /** Route names from gateway.yaml; undefined = not checked (CLI without --config). */
@@ -101,6 +135,8 @@ export function compilePolicies(docs: readonly LoadedDocument[], ctx: CompileCon
   const rules: CompiledRule[] = []
   const policies: PolicySet['policies'][number][] = []
   const names = new Map<string, string>()
+  const limits: CompiledLimit[] = []
+  const limitNames = new Map<string, string>()
   for (const { src, doc } of docs) {
     if (names.has(doc.name)) problems.push(problemAt(src, ['name'], `duplicate policy name "${doc.name}" (also in ${names.get(doc.name)})`))
     names.set(doc.name, src.file)
@@ -113,6 +149,19 @@ export function compilePolicies(docs: readonly LoadedDocument[], ctx: CompileCon
       if (compiled) rules.push(compiled)
     })
     policies.push({ name: doc.name, file: src.file, shadow: doc.mode === 'shadow', rules: doc.rules.length })
+    doc.limits?.forEach((l, i) => {
+      const at = (...p: (string | number)[]) => ['limits', i, ...p]
+      if (limitNames.has(l.name)) problems.push(problemAt(src, at('name'), `duplicate limit name "${l.name}" (also in ${limitNames.get(l.name)})`))
+      limitNames.set(l.name, src.file)
+      let perMs = 0
+      try {
+        perMs = parseDuration(l.per)
+      } catch (e) {
+        problems.push(problemAt(src, at('per'), (e as Error).message))
+      }
+      if (perMs > 0 && perMs < MIN_LIMIT_WINDOW_MS) problems.push(problemAt(src, at('per'), `a window shorter than ${MIN_LIMIT_WINDOW_MS / 1000}s is not supported`))
+      limits.push({ name: l.name, policy: doc.name, routes, methods: l.methods ? nameMatcher(l.methods) : undefined, names: l.tools ? nameMatcher(l.tools) : undefined, key: l.key, limit: l.limit, perMs })
+    })
   }
   if (problems.some((p) => p.severity === 'error')) return undefined
   warnShadowed(docs, rules, problems)
@@ -121,6 +170,7 @@ export function compilePolicies(docs: readonly LoadedDocument[], ctx: CompileCon
   for (const r of ctx.routes ?? []) {
     if (byRoute.get(r.name)!.length === 0) problems.push({ file: '(policies)', line: 1, column: 1, path: '', message: `no policy applies to route "${r.name}": every request to it is denied`, severity: 'warning' })
   }
+  const limitsByRoute = new Map<string, readonly CompiledLimit[]>()
   return Object.freeze({
     version,
     policies,
@@ -130,6 +180,12 @@ export function compilePolicies(docs: readonly LoadedDocument[], ctx: CompileCon
       // Routes unknown at compile time (suites, explain without --config) are resolved once.
       if (!r) byRoute.set(route, (r = rules.filter((x) => x.routes === 'all' || x.routes.has(route))))
       return r
+    },
+    limits,
+    limitsFor: (route: string) => {
+      let l = limitsByRoute.get(route)
+      if (!l) limitsByRoute.set(route, (l = limits.filter((x) => x.routes === 'all' || x.routes.has(route))))
+      return l
     },
   })
 }
@@ -180,6 +236,18 @@ function compileRule(src: YamlSource, doc: PolicyDocument, rule: RuleInput, i: n
     for (const r of ctx.routes ?? []) {
       if ((routes === 'all' || routes.has(r.name)) && !r.scopesSupported.includes(s)) warn(at('scopes'), `scope "${s}" is not in scopesSupported of route "${r.name}"; clients will not find it in metadata`)
     }
+  }
+
+  if (rule.effect !== 'require-approval' && rule.approval) err(at('approval'), `approval: is only for effect require-approval (this rule is ${rule.effect})`)
+  let approval: CompiledApproval | undefined
+  if (rule.effect === 'require-approval') {
+    const a = rule.approval
+    const waitMs = parseDuration(a?.wait ?? '30s')
+    const expiryMs = parseDuration(a?.expiry ?? '5m')
+    if (expiryMs < 1000) err(at('approval', 'expiry'), 'expiry must be at least 1s')
+    if (waitMs > expiryMs) warn(at('approval', 'wait'), 'wait is longer than expiry: the call is refused as expired before the wait ends')
+    if (target?.kind !== 'tool') warn(at('effect'), 'require-approval holds tools/call only; other methods it matches are refused')
+    approval = { message: a?.message ?? DEFAULT_APPROVAL_MESSAGE, waitMs, expiryMs, windowMs: a?.window === undefined ? undefined : parseDuration(a.window), details: a?.details ?? 'arguments', type: a?.type ?? 'mcp_tool_call' }
   }
 
   const args: ArgMatcher[] = []
@@ -242,6 +310,7 @@ function compileRule(src: YamlSource, doc: PolicyDocument, rule: RuleInput, i: n
     file: src.file,
     ...lineOf(src, at()),
     scopes: rule.scopes ?? [],
+    approval,
     routes,
     methods,
     target,
@@ -310,6 +379,13 @@ function compileWhen(src: YamlSource, w: WhenInput, base: (string | number)[], c
     }
     const c = setCheck(kind, (input) => claimValues(input.principal!.claims, claim), m)
     checks.push(need((_pr, input) => c(input, 'allow')))
+  }
+  if (w.authorizationDetails) {
+    const rar = compileRar(w.authorizationDetails, (path, message) => problems.push(problemAt(src, [...base, 'authorizationDetails', ...path], message)))
+    checks.push(need((pr, input) => {
+      const why = rar.test({ details: pr.claims.authorization_details, tool: input.method === 'tools/call' ? input.name : undefined, arguments: input.arguments, listing: input.listing })
+      return why === undefined ? undefined : () => why
+    }))
   }
   if (w.time) {
     const t = w.time

@@ -18,6 +18,7 @@ import type { Metrics } from '../observability/metrics.js'
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js'
 import { DROPPED_QUERY, mapPath } from './path.js'
 import { rewriteJsonBody, sseRewriter } from './response-transform.js'
+import { dispatchUpstream, upstreamPool, type HeadDecision } from './dispatch.js'
 import { callerKey, StreamCounter, streamDeadlineMs } from './streams.js'
 
 /** Sees every upstream response before it is relayed (session binding, bookkeeping). */
@@ -81,6 +82,24 @@ async function registerUpstream(scope: FastifyInstance, route: RuntimeRoute, con
   return upstream
 }
 
+/**
+ * Stages run as one Fastify hook: the hook runner's per-hook bookkeeping (a promise, a tick and a
+ * callback each) cost more than most stages themselves on the hot path. Stages refuse by throwing,
+ * so the first throw ends the chain exactly as separate hooks would.
+ */
+function chain<H extends onRequestHookHandler | preHandlerHookHandler>(hooks: H[]): H {
+  if (hooks.length === 1) return hooks[0]!
+  // A callback-style hook (request, reply, done) would be skipped over, not awaited.
+  for (const h of hooks) if (h.length > 2) throw new Error(`stage ${h.name || '(anonymous)'} must be an async function of (request, reply)`)
+  const run = async function (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    for (const h of hooks) {
+      await (h as unknown as (this: FastifyInstance, q: FastifyRequest, r: FastifyReply) => unknown).call(this, request, reply)
+      if (reply.sent) return
+    }
+  }
+  return run as unknown as H
+}
+
 const originCheckFor =
   (route: RuntimeRoute): onRequestHookHandler =>
   async (request, reply) => {
@@ -136,7 +155,9 @@ export async function registerRouteProxy(app: FastifyInstance, route: RuntimeRou
   if (route.kind !== 'mcp') return registerPrefixProxy(app, route, stages, metrics)
   const streams = new StreamCounter()
   await app.register(async (scope) => {
-    const upstream = await registerUpstream(scope, route, {}, target)
+    const upstream = new URL(target?.url ?? route.upstream.url)
+    const pool = upstreamPool(upstream.origin, { connections: route.upstream.connections, headersTimeoutMs: route.upstream.timeoutMs, bodyTimeoutMs: route.upstream.idleTimeoutMs, ca: target ? undefined : route.upstream.ca })
+    scope.addHook('onClose', async () => pool.destroy())
 
     const originCheck = originCheckFor(route)
 
@@ -145,8 +166,8 @@ export async function registerRouteProxy(app: FastifyInstance, route: RuntimeRou
       url: route.path,
       exposeHeadRoute: false,
       bodyLimit: route.bodyLimit,
-      onRequest: [originCheck, ...stages.onRequest],
-      preHandler: stages.preHandler,
+      onRequest: chain([originCheck, ...stages.onRequest]),
+      preHandler: chain(stages.preHandler),
       handler: (request, reply) => {
         const principal = request.gw.principal
         if (request.method === 'GET' && principal) {
@@ -158,8 +179,7 @@ export async function registerRouteProxy(app: FastifyInstance, route: RuntimeRou
         }
         const mcp = request.gw.mcp
         const body = request.method === 'POST' && mcp !== undefined ? mcp.raw : undefined
-        const headers = target?.headers ?? {}
-        return forward(request, reply, { route, upstream, headers, source: upstream.pathname, query: (search, reqUrl) => filterQuery(search, reqUrl), body }, metrics, stages.onUpstreamResponse)
+        return forwardMcp(request, reply, { route, upstream, pool, headers: target?.headers ?? {}, body }, metrics, stages.onUpstreamResponse)
       },
     })
 
@@ -196,6 +216,171 @@ interface Forwarding {
   body: Buffer | undefined
 }
 
+const isUpstreamChallenge = (status: number, headers: IncomingHttpHeaders): boolean =>
+  status === 401 || status === 407 || (status === 403 && headers['www-authenticate'] !== undefined)
+
+/**
+ * Relays an upstream response given as a stream (reply-from's, or dispatch.ts's for SSE and
+ * rewritten answers): refuses upstream challenges, rewrites what a stage asked for, keeps SSE
+ * streams bounded, and lets observers see the head before the client does.
+ */
+function relayResponse(request: FastifyRequest, rep: FastifyReply, res: UpstreamResponse, route: RuntimeRoute, metrics: Metrics, observers: UpstreamResponseObserver[]): void {
+  const status = res.statusCode
+  // The upstream refused the gateway's credential (401/407, or a 403 insufficient_scope
+  // challenge): that challenge names the upstream's AS, not the client's, so relaying it would
+  // send the client to the wrong place (CHL-13, ATK-41). A plain 403 is the upstream's own answer.
+  if (isUpstreamChallenge(status, res.headers)) {
+    res.stream.destroy()
+    for (const h of Object.keys(rep.getHeaders())) rep.removeHeader(h)
+    metrics.upstreamErrors.inc({ route: route.name, reason: 'upstream-invalid' })
+    sendError(request, rep, new GatewayError('GW_UPSTREAM_INVALID_RESPONSE', { detail: `upstream answered ${status}` }))
+    return
+  }
+  const ct = String(res.headers['content-type'] ?? '')
+  const fail = (detail: string) => {
+    res.stream.destroy()
+    for (const h of Object.keys(rep.getHeaders())) rep.removeHeader(h)
+    sendError(request, rep, new GatewayError('GW_UPSTREAM_INVALID_RESPONSE', { detail }))
+  }
+  // Only responses a later stage must rewrite (discovery filtering) leave the straight pipe.
+  const transform = status === 200 ? request.gw.transformResponse : undefined
+  if (transform && !ct.startsWith('application/json') && !ct.startsWith('text/event-stream')) return fail(`cannot rewrite a ${ct || 'typeless'} response`)
+  if (ct.startsWith('text/event-stream')) {
+    request.gw.streaming = true
+    metrics.activeStreams.inc({ route: route.name })
+    let done = false
+    const end = () => {
+      if (done) return
+      done = true
+      metrics.activeStreams.dec({ route: route.name })
+    }
+    res.stream.once('close', end)
+    // The stream ends (cleanly, so the client reconnects with a fresh token) when the token
+    // that opened it expires or the route's maximum duration is reached (CHL-10).
+    const deadline = setTimeout(() => {
+      metrics.upstreamErrors.inc({ route: route.name, reason: 'stream-deadline' })
+      metrics.limitsExceeded.inc({ limit: 'stream-duration' })
+      rep.raw.end()
+      res.stream.destroy()
+    }, streamDeadlineMs(request.gw.principal, route.streams.maxDurationMs))
+    deadline.unref()
+    rep.raw.once('close', () => clearTimeout(deadline))
+    // A client that goes away cancels the upstream request (SHTTP-18).
+    request.raw.once('close', () => {
+      if (!rep.raw.writableEnded) res.stream.destroy()
+    })
+    rep.raw.once('close', () => {
+      if (!res.stream.destroyed) res.stream.destroy()
+    })
+  }
+  const relay = () => {
+    if (transform && !request.gw.streaming) {
+      rep.removeHeader('content-length')
+      rewriteJsonBody(res.stream, transform).then(
+        (body) => rep.send(body),
+        () => fail('unparseable JSON response to rewrite'),
+      )
+      return
+    }
+    rep.send(transform ? pipeline(res.stream, sseRewriter(transform), () => undefined) : res.stream)
+    // Node holds response headers until the first body byte; an SSE stream may stay silent
+    // for minutes, and the client must know the stream is open now.
+    if (request.gw.streaming && !rep.raw.headersSent) (rep.raw as ServerResponse).flushHeaders()
+  }
+  if (observers.length === 0) {
+    relay()
+    return
+  }
+  // Observers finish before the client sees the response: a session id must be bound before
+  // the client can present it (to this replica or another).
+  Promise.all(observers.map((o) => o(request, status, res.headers))).then(
+    relay,
+    (e: unknown) => {
+      res.stream.destroy()
+      for (const h of Object.keys(rep.getHeaders())) rep.removeHeader(h)
+      sendError(request, rep, e)
+    },
+  )
+}
+
+interface McpForwarding {
+  route: RuntimeRoute
+  /** Origin and path actually called: the upstream, or a bridge in front of it. */
+  upstream: URL
+  pool: Pool
+  /** Headers the target requires (a bridge's key), applied last. */
+  headers: Record<string, string>
+  /** POST: the bytes the MCP stage parsed. */
+  body: Buffer | undefined
+}
+
+/** Upstream failures before any response head: timeouts and unreachable upstreams. */
+function upstreamFailure(route: RuntimeRoute, metrics: Metrics, code: string | undefined): GatewayError {
+  const timeout = code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT'
+  metrics.upstreamErrors.inc({ route: route.name, reason: timeout ? 'upstream-timeout' : 'upstream-unavailable' })
+  return new GatewayError(timeout ? 'GW_UPSTREAM_TIMEOUT' : 'GW_UPSTREAM_UNAVAILABLE', { detail: code ?? 'upstream error' })
+}
+
+function forwardMcp(request: FastifyRequest, reply: FastifyReply, f: McpForwarding, metrics: Metrics, observers: UpstreamResponseObserver[]): FastifyReply {
+  const { route, upstream, body } = f
+  const headers = upstreamRequestHeaders(request.headers, { requestId: request.id, host: upstream.host, clientIp: request.ip, proto: request.protocol })
+  if (body) {
+    headers['content-type'] = 'application/json'
+    headers['content-length'] = String(body.length)
+  }
+  if (request.gw.upstreamHeaders) Object.assign(headers, request.gw.upstreamHeaders)
+  // Headers the target itself requires (a bridge's key) go last: nothing overrides them.
+  Object.assign(headers, f.headers)
+  const query = filterQuery(upstream.search, request.url)
+  const res = reply.raw
+
+  const direct = (status: number, upstreamHeaders: IncomingHttpHeaders): HeadDecision => {
+    // From here the bytes go straight to the socket; Fastify's onResponse hooks (audit) still
+    // run on the response's 'finish'.
+    reply.hijack()
+    const out = clientResponseHeaders(upstreamHeaders, request.id)
+    for (const [k, v] of Object.entries(reply.getHeaders())) if (v !== undefined && !(k in out)) out[k] = v as string
+    res.writeHead(status, out)
+    return { kind: 'direct', write: (c) => res.write(c), onDrain: (resume) => res.once('drain', resume), end: () => res.end(), fail: () => res.destroy() }
+  }
+
+  const abort = dispatchUpstream(f.pool, {
+    path: query ? `${upstream.pathname}?${query}` : upstream.pathname,
+    method: request.method,
+    headers,
+    body,
+    onHead: (status, h, makeStream) => {
+      const ct = h['content-type']
+      const sse = typeof ct === 'string' && ct.startsWith('text/event-stream')
+      if (sse || isUpstreamChallenge(status, h) || (status === 200 && request.gw.transformResponse)) {
+        const stream = makeStream()
+        reply.code(status).headers(clientResponseHeaders(h, request.id))
+        relayResponse(request, reply, { statusCode: status, headers: h, stream }, route, metrics, observers)
+        return { kind: 'stream', stream }
+      }
+      if (observers.length === 0) return direct(status, h)
+      // Observers finish before the client sees the response: a session id must be bound before
+      // the client can present it (to this replica or another).
+      return Promise.all(observers.map((o) => o(request, status, h))).then(
+        () => direct(status, h),
+        (e: unknown): HeadDecision => {
+          sendError(request, reply, e)
+          return { kind: 'discard' }
+        },
+      )
+    },
+    onError: (err) => {
+      if (reply.sent || res.headersSent) return void res.destroy()
+      sendError(request, reply, err instanceof GatewayError ? err : upstreamFailure(route, metrics, (err as { code?: string }).code))
+    },
+  })
+  // A client that goes away cancels the upstream request (SHTTP-18).
+  res.once('close', () => {
+    if (!res.writableFinished) abort(new Error('client closed the connection'))
+  })
+  return reply
+}
+
 const noRetry = (): null => null
 
 function forward(request: FastifyRequest, reply: FastifyReply, f: Forwarding, metrics: Metrics, observers: UpstreamResponseObserver[]): FastifyReply {
@@ -221,86 +406,7 @@ function forward(request: FastifyRequest, reply: FastifyReply, f: Forwarding, me
       return Object.keys(f.headers).length > 0 ? Object.assign(out, f.headers) : out
     },
     rewriteHeaders: (headers) => clientResponseHeaders(headers, request.id) as IncomingHttpHeaders,
-    onResponse: (_req, rep, raw) => {
-      // reply-from hands over undici's response ({ statusCode, headers, stream }), not a ServerResponse.
-      const res = raw as unknown as UpstreamResponse
-      const req = request
-      const status = res.statusCode
-      // The upstream refused the gateway's credential (401/407, or a 403 insufficient_scope
-      // challenge): that challenge names the upstream's AS, not the client's, so relaying it would
-      // send the client to the wrong place (CHL-13, ATK-41). A plain 403 is the upstream's own answer.
-      if (status === 401 || status === 407 || (status === 403 && res.headers['www-authenticate'] !== undefined)) {
-        res.stream.destroy()
-        for (const h of Object.keys(rep.getHeaders())) rep.removeHeader(h)
-        metrics.upstreamErrors.inc({ route: route.name, reason: 'upstream-invalid' })
-        sendError(req, rep as FastifyReply, new GatewayError('GW_UPSTREAM_INVALID_RESPONSE', { detail: `upstream answered ${status}` }))
-        return
-      }
-      const ct = String(res.headers['content-type'] ?? '')
-      const fail = (detail: string) => {
-        res.stream.destroy()
-        for (const h of Object.keys(rep.getHeaders())) rep.removeHeader(h)
-        sendError(req, rep as FastifyReply, new GatewayError('GW_UPSTREAM_INVALID_RESPONSE', { detail }))
-      }
-      // Only responses a later stage must rewrite (discovery filtering) leave the straight pipe.
-      const transform = status === 200 ? request.gw.transformResponse : undefined
-      if (transform && !ct.startsWith('application/json') && !ct.startsWith('text/event-stream')) return fail(`cannot rewrite a ${ct || 'typeless'} response`)
-      if (ct.startsWith('text/event-stream')) {
-        request.gw.streaming = true
-        metrics.activeStreams.inc({ route: route.name })
-        let done = false
-        const end = () => {
-          if (done) return
-          done = true
-          metrics.activeStreams.dec({ route: route.name })
-        }
-        res.stream.once('close', end)
-        // The stream ends (cleanly, so the client reconnects with a fresh token) when the token
-        // that opened it expires or the route's maximum duration is reached (CHL-10).
-        const deadline = setTimeout(() => {
-          metrics.upstreamErrors.inc({ route: route.name, reason: 'stream-deadline' })
-          rep.raw.end()
-          res.stream.destroy()
-        }, streamDeadlineMs(request.gw.principal, route.streams.maxDurationMs))
-        deadline.unref()
-        rep.raw.once('close', () => clearTimeout(deadline))
-        // A client that goes away cancels the upstream request (SHTTP-18).
-        req.raw.once('close', () => {
-          if (!rep.raw.writableEnded) res.stream.destroy()
-        })
-        rep.raw.once('close', () => {
-          if (!res.stream.destroyed) res.stream.destroy()
-        })
-      }
-      const relay = () => {
-        if (transform && !request.gw.streaming) {
-          rep.removeHeader('content-length')
-          rewriteJsonBody(res.stream, transform).then(
-            (body) => rep.send(body),
-            () => fail('unparseable JSON response to rewrite'),
-          )
-          return
-        }
-        rep.send(transform ? pipeline(res.stream, sseRewriter(transform), () => undefined) : res.stream)
-        // Node holds response headers until the first body byte; an SSE stream may stay silent
-        // for minutes, and the client must know the stream is open now.
-        if (request.gw.streaming && !rep.raw.headersSent) (rep.raw as ServerResponse).flushHeaders()
-      }
-      if (observers.length === 0) {
-        relay()
-        return
-      }
-      // Observers finish before the client sees the response: a session id must be bound before
-      // the client can present it (to this replica or another).
-      Promise.all(observers.map((o) => o(request, status, res.headers))).then(
-        relay,
-        (e: unknown) => {
-          res.stream.destroy()
-          for (const h of Object.keys(rep.getHeaders())) rep.removeHeader(h)
-          sendError(request, rep as FastifyReply, e)
-        },
-      )
-    },
+    onResponse: (_req, rep, raw) => relayResponse(request, rep as FastifyReply, raw as unknown as UpstreamResponse, route, metrics, observers),
     onError: (rep, { error }) => {
       const e = error as { statusCode?: number; code?: string; message?: string; cause?: { code?: string; message?: string } }
       // egress/address.ts refused the resolved address inside the connector: nothing was sent.
@@ -309,9 +415,7 @@ function forward(request: FastifyRequest, reply: FastifyReply, f: Forwarding, me
         sendError(request, rep as FastifyReply, new GatewayError('GW_EGRESS_ADDRESS_FORBIDDEN', { detail: refused.message }))
         return
       }
-      const timeout = e.statusCode === 504
-      metrics.upstreamErrors.inc({ route: route.name, reason: timeout ? 'upstream-timeout' : 'upstream-unavailable' })
-      sendError(request, rep as FastifyReply, new GatewayError(timeout ? 'GW_UPSTREAM_TIMEOUT' : 'GW_UPSTREAM_UNAVAILABLE', { detail: e.code ?? 'upstream error' }))
+      sendError(request, rep as FastifyReply, upstreamFailure(route, metrics, e.statusCode === 504 ? 'UND_ERR_HEADERS_TIMEOUT' : e.code))
     },
   })
 }

@@ -58,18 +58,12 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
   const port = await freePort()
   const adminPort = await freePort()
   const publicUrl = o.replicaOf ? new URL(o.replicaOf.url).origin : `http://127.0.0.1:${port}`
-  const allowedHosts = o.replicaOf ? `\n  allowedHosts: [${new URL(publicUrl).host}, 127.0.0.1:${port}]` : ''
+  const allowedHosts = o.replicaOf ? `allowedHosts: [${new URL(publicUrl).host}, 127.0.0.1:${port}]` : undefined
   const ctx = { publicUrl, port, adminPort, issuer: as.issuer, alpha: alpha.url, beta: beta.url, ...(redis ? { redisUrl: redis.url } : {}) }
   const indent = (s: string | undefined, n: number) => (s ? s.trim().split('\n').map((l) => ' '.repeat(n) + l).join('\n') + '\n' : '')
   const yaml =
     o.yaml?.(ctx) ??
-    `server:
-  publicUrl: ${publicUrl}${allowedHosts}
-  listen: { host: 127.0.0.1, port: ${port} }
-  shutdownGrace: 2s
-admin:
-  listen: { host: 127.0.0.1, port: ${adminPort} }
-issuers:
+    `${listenerYaml({ publicUrl, port, adminPort, ...(allowedHosts ? { serverExtra: allowedHosts } : {}) })}issuers:
   demo:
     issuer: ${as.issuer}
 ${/^jwks:/m.test(o.issuerExtra ?? '') ? '' : '    jwks: { cooldown: 5s }\n'}${indent(o.issuerExtra, 4)}routes:
@@ -120,6 +114,46 @@ ${indent(o.routeExtra, 4)}${indent(o.routeExtras?.beta, 4)}${o.extra ? `${o.extr
       if (o.redis === true) await redis?.stop()
     },
   }
+}
+
+export interface ReplicaPair {
+  redis: RedisInstance
+  a: Stack
+  /** Replica of `a`: same AS, upstreams, public URL and Redis; its own port. */
+  b: Stack
+  close(): Promise<void>
+}
+
+/** Two replicas of one deployment sharing a real redis-server: what any replica must agree on. */
+export async function startReplicaPair(): Promise<ReplicaPair> {
+  const redis = await startRedis()
+  const a = await startStack({ redis })
+  const b = await startStack({ redis, as: a.as, replicaOf: a })
+  return {
+    redis,
+    a,
+    b,
+    async close() {
+      await b.close()
+      await a.close()
+      await redis.stop()
+    },
+  }
+}
+
+/**
+ * The `server:` and `admin:` blocks every test gateway starts with: loopback listeners, a short
+ * shutdown grace. `serverExtra` lines go under `server:` (allowedHosts, authFailures, …).
+ */
+export function listenerYaml(l: { publicUrl?: string; port: number; adminPort: number; shutdownGrace?: string; serverExtra?: string }): string {
+  const extra = l.serverExtra ? `${l.serverExtra.trim().split('\n').map((x) => `  ${x}`).join('\n')}\n` : ''
+  return `server:
+  publicUrl: ${l.publicUrl ?? `http://127.0.0.1:${l.port}`}
+  listen: { host: 127.0.0.1, port: ${l.port} }
+  shutdownGrace: ${l.shutdownGrace ?? '2s'}
+${extra}admin:
+  listen: { host: 127.0.0.1, port: ${l.adminPort} }
+`
 }
 
 export const MCP_HEADERS = {

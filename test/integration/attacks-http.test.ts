@@ -12,7 +12,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { startPeer, type Peer, type PeerHandler } from '../helpers/peer.js'
 import { expectNoTokenInLogs } from '../helpers/probe.js'
 import { freePort } from '../helpers/ports.js'
-import { INIT, MCP_HEADERS, startStack, type Stack } from '../helpers/stack.js'
+import { INIT, listenerYaml, MCP_HEADERS, type Stack, startStack } from '../helpers/stack.js'
 
 let s: Stack
 let fake: Peer
@@ -27,13 +27,7 @@ beforeAll(async () => {
   slow = await startPeer((_q, res) => void setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'), 1500))
   const downPort = await freePort()
   s = await startStack({
-    yaml: (c) => `server:
-  publicUrl: ${c.publicUrl}
-  listen: { host: 127.0.0.1, port: ${c.port} }
-  shutdownGrace: 1s
-admin:
-  listen: { host: 127.0.0.1, port: ${c.adminPort} }
-issuers:
+    yaml: (c) => `${listenerYaml({ publicUrl: c.publicUrl, port: c.port, adminPort: c.adminPort, shutdownGrace: '1s' })}issuers:
   demo: { issuer: ${c.issuer} }
 routes:
   - { name: alpha, path: /mcp/alpha, upstream: { url: ${c.alpha} }, issuers: [demo], scopesSupported: [tools.read] }

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { atClaims, b64u, forge, newKey, publicJwk } from '../helpers/forge.js'
 import { json, startPeer, type Peer } from '../helpers/peer.js'
 import { expectNoTokenInLogs, probe, type Probe } from '../helpers/probe.js'
-import { parseChallenge, startStack, type Stack } from '../helpers/stack.js'
+import { listenerYaml, parseChallenge, type Stack, startStack } from '../helpers/stack.js'
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const AT = (kid: string, alg = 'RS256') => ({ alg, kid, typ: 'at+jwt' })
@@ -125,12 +125,7 @@ describe('key hosts that misbehave', () => {
     })
     s = await startStack({
       asOptions: {},
-      yaml: (c) => `server:
-  publicUrl: ${c.publicUrl}
-  listen: { host: 127.0.0.1, port: ${c.port} }
-admin:
-  listen: { host: 127.0.0.1, port: ${c.adminPort} }
-issuers:
+      yaml: (c) => `${listenerYaml({ publicUrl: c.publicUrl, port: c.port, adminPort: c.adminPort })}issuers:
   demo: { issuer: ${c.issuer} }
   ec: { issuer: ${ec.url}, jwksUri: ${ec.url}/jwks, algorithms: [ES256] }
   flaky:

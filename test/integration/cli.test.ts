@@ -12,6 +12,7 @@ import { startAuthorizationServer, type AuthorizationServer } from '../../demo/a
 import { startMcpServer, type McpUpstream } from '../../demo/mcp-server.js'
 import { freePort } from '../helpers/ports.js'
 import { runCli, waitFor } from '../helpers/process.js'
+import { listenerYaml } from '../helpers/stack.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'mcpw-cli-'))
 let as: AuthorizationServer
@@ -24,13 +25,7 @@ afterAll(async () => {
 })
 
 const config = (port: number, adminPort: number) => `# a comment line
-server:
-  publicUrl: http://127.0.0.1:${port}
-  listen: { host: 127.0.0.1, port: ${port} }
-  shutdownGrace: 4s
-admin:
-  listen: { host: 127.0.0.1, port: ${adminPort} }
-issuers:
+${listenerYaml({ port, adminPort, shutdownGrace: '4s' })}issuers:
   demo:
     issuer: ${as.issuer}
 routes:

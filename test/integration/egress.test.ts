@@ -19,7 +19,7 @@ import { buildGateway, type Gateway } from '../../gateway/server.js'
 import { startOrdersMcpServer, startRecordingApi, type OrdersMcpServer, type RecordingApi } from '../helpers/orders.js'
 import { freePort } from '../helpers/ports.js'
 import { startRedis, type RedisInstance } from '../helpers/redis.js'
-import { parseChallenge } from '../helpers/stack.js'
+import { listenerYaml, parseChallenge } from '../helpers/stack.js'
 
 const MCP_RESOURCE = 'http://orders-mcp.internal/mcp'
 const API_RESOURCE = 'http://orders-api.internal/'
@@ -47,13 +47,7 @@ beforeAll(async () => {
   const [port, adminPort, egressPort] = [await freePort(), await freePort(), await freePort()]
   egressUrl = `http://127.0.0.1:${egressPort}`
   mcp = await startOrdersMcpServer({ egressUrl: () => egressUrl })
-  const yaml = `server:
-  publicUrl: http://127.0.0.1:${port}
-  listen: { host: 127.0.0.1, port: ${port} }
-  shutdownGrace: 1s
-admin:
-  listen: { host: 127.0.0.1, port: ${adminPort} }
-issuers:
+  const yaml = `${listenerYaml({ port, adminPort, shutdownGrace: '1s' })}issuers:
   demo:
     issuer: ${as.issuer}
     client: { id: mcp-warden, auth: client_secret_basic, secret: { value: "${as.gateway.clientSecret}" } }

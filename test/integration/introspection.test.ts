@@ -12,7 +12,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startAuthorizationServer, type AuthorizationServer } from '../../demo/authorization-server.js'
 import { startRedis, type RedisInstance } from '../helpers/redis.js'
-import { INIT, MCP_HEADERS, parseChallenge, startStack, type Stack } from '../helpers/stack.js'
+import { INIT, listenerYaml, MCP_HEADERS, parseChallenge, type Stack, startStack } from '../helpers/stack.js'
 
 const PUBLIC = 'https://gw.example.test'
 const RES = { alpha: `${PUBLIC}/mcp/alpha`, beta: `${PUBLIC}/mcp/beta` }
@@ -71,14 +71,7 @@ async function startHop(target: string): Promise<Hop> {
 }
 
 function gatewayYaml(as: AuthorizationServer, o: { introspection: string; endpoint?: string }) {
-  return (ctx: { port: number; adminPort: number; issuer: string; alpha: string; beta: string; redisUrl?: string }) => `server:
-  publicUrl: ${PUBLIC}
-  listen: { host: 127.0.0.1, port: ${ctx.port} }
-  allowedHosts: ['127.0.0.1:${ctx.port}']
-  shutdownGrace: 1s
-admin:
-  listen: { host: 127.0.0.1, port: ${ctx.adminPort} }
-issuers:
+  return (ctx: { port: number; adminPort: number; issuer: string; alpha: string; beta: string; redisUrl?: string }) => `${listenerYaml({ publicUrl: PUBLIC, port: ctx.port, adminPort: ctx.adminPort, shutdownGrace: '1s', serverExtra: `allowedHosts: ['127.0.0.1:${ctx.port}']` })}issuers:
   demo:
     issuer: ${ctx.issuer}
     validation: both

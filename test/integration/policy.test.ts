@@ -14,7 +14,7 @@ import * as jose from 'jose'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { AGENT_CLIENT_ID, AGENT_REDIRECT_URI, followAuthorizationRedirects } from '../../demo/authorization-server.js'
 import { startMcpServer, type McpUpstream } from '../../demo/mcp-server.js'
-import { MCP_HEADERS, parseChallenge, startStack, type Stack } from '../helpers/stack.js'
+import { listenerYaml, MCP_HEADERS, parseChallenge, type Stack, startStack } from '../helpers/stack.js'
 
 const policy = (extraRules = '') => `apiVersion: mcp-warden/v1
 kind: Policy
@@ -69,13 +69,7 @@ beforeAll(async () => {
   publish({ 'main.yaml': policy() })
   json = await startMcpServer({ name: 'json', enableJsonResponse: true })
   s = await startStack({
-    yaml: (c) => `server:
-  publicUrl: ${c.publicUrl}
-  listen: { host: 127.0.0.1, port: ${c.port} }
-  shutdownGrace: 2s
-admin:
-  listen: { host: 127.0.0.1, port: ${c.adminPort} }
-issuers:
+    yaml: (c) => `${listenerYaml({ publicUrl: c.publicUrl, port: c.port, adminPort: c.adminPort })}issuers:
   demo:
     issuer: ${c.issuer}
 routes:

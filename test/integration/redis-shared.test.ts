@@ -4,24 +4,18 @@
  * could not verify (issue 2 item 6).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { INIT, MCP_HEADERS, startStack, type Stack } from '../helpers/stack.js'
-import { startRedis, type RedisInstance } from '../helpers/redis.js'
+import { INIT, MCP_HEADERS, type ReplicaPair, type Stack, startReplicaPair } from '../helpers/stack.js'
+import type { RedisInstance } from '../helpers/redis.js'
 
+let pair: ReplicaPair
 let redis: RedisInstance
 let a: Stack
 let b: Stack
-
 beforeAll(async () => {
-  redis = await startRedis()
-  a = await startStack({ redis })
-  // Replica B shares A's authorization server and Redis.
-  b = await startStack({ redis, as: a.as, replicaOf: a })
+  pair = await startReplicaPair()
+  ;({ redis, a, b } = pair)
 })
-afterAll(async () => {
-  await b?.close()
-  await a?.close()
-  await redis?.stop()
-})
+afterAll(() => pair?.close())
 
 const call = (st: Stack, token: string) =>
   fetch(`${st.url}/mcp/alpha`, { method: 'POST', headers: { ...MCP_HEADERS, authorization: `Bearer ${token}` }, body: INIT })

@@ -5,22 +5,18 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { OTHER_AGENT_CLIENT_ID } from '../../demo/authorization-server.js'
-import { startRedis, type RedisInstance } from '../helpers/redis.js'
-import { MCP_HEADERS, startStack, type Stack } from '../helpers/stack.js'
+import type { RedisInstance } from '../helpers/redis.js'
+import { MCP_HEADERS, type ReplicaPair, type Stack, startReplicaPair } from '../helpers/stack.js'
 
+let pair: ReplicaPair
 let redis: RedisInstance
 let a: Stack
 let b: Stack
 beforeAll(async () => {
-  redis = await startRedis()
-  a = await startStack({ redis })
-  b = await startStack({ redis, as: a.as, replicaOf: a })
+  pair = await startReplicaPair()
+  ;({ redis, a, b } = pair)
 })
-afterAll(async () => {
-  await b?.close()
-  await a?.close()
-  await redis?.stop()
-})
+afterAll(() => pair?.close())
 
 const CALL = JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'search', arguments: { query: 'x' } } })
 
@@ -50,6 +46,24 @@ describe('session binding', () => {
       const res = await as(a, bob, sessionId, method)
       expect(res.status, method).toBe(404)
       if (method === 'POST') expect(((await res.json()) as { error: { code: number } }).error.code).toBe(-32001)
+    }
+    expect(a.alpha.requests).toHaveLength(0)
+    expect((await client.listTools()).tools.length).toBeGreaterThan(0)
+    await client.close()
+  })
+
+  it('SHTTP-23 / SHTTP-27 / ATK-65 / resumption with Last-Event-ID is refused to anyone but the owner, on every replica', async () => {
+    const alice = await a.token({ subject: 'alice' })
+    const bob = await a.token({ subject: 'bob' })
+    const { client, sessionId } = await open(a, alice)
+    await new Promise((r) => setTimeout(r, 300))
+    a.alpha.reset()
+    for (const st of [a, b]) {
+      const res = await fetch(`${st.url}/mcp/alpha`, {
+        headers: { ...MCP_HEADERS, accept: 'text/event-stream', authorization: `Bearer ${bob}`, 'mcp-session-id': sessionId, 'last-event-id': `${sessionId}_0` },
+      })
+      expect(res.status).toBe(404)
+      await res.body?.cancel()
     }
     expect(a.alpha.requests).toHaveLength(0)
     expect((await client.listTools()).tools.length).toBeGreaterThan(0)

@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startLegacySseServer, type LegacySseServer } from '../helpers/legacy-sse-server.js'
 import { waitFor } from '../helpers/process.js'
-import { INIT, MCP_HEADERS, parseChallenge, startStack, type Stack } from '../helpers/stack.js'
+import { INIT, listenerYaml, MCP_HEADERS, parseChallenge, type Stack, startStack } from '../helpers/stack.js'
 
 const ROOT = join(import.meta.dirname, '..', '..')
 const STDIO_SERVER = join(ROOT, 'demo', 'mcp-stdio-server.ts')
@@ -36,13 +36,7 @@ beforeAll(async () => {
     issuers: [demo]
 `
   s = await startStack({
-    yaml: (c) => `server:
-  publicUrl: ${c.publicUrl}
-  listen: { host: 127.0.0.1, port: ${c.port} }
-  shutdownGrace: 1s
-admin:
-  listen: { host: 127.0.0.1, port: ${c.adminPort} }
-issuers:
+    yaml: (c) => `${listenerYaml({ publicUrl: c.publicUrl, port: c.port, adminPort: c.adminPort, shutdownGrace: '1s' })}issuers:
   demo:
     issuer: ${c.issuer}
 routes:
