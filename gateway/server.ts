@@ -39,7 +39,8 @@ import { AddressFailures } from './limits/failures.js'
 import { addressGate, limitStage } from './limits/plugin.js'
 import { RedisLimiter } from './limits/redis.js'
 import { restUnder } from './proxy/path.js'
-import { registerRouteProxy } from './proxy/plugin.js'
+import { originCheckFor, registerRouteProxy } from './proxy/plugin.js'
+import { registerLegacyClients, servesLegacyClients } from './legacy/plugin.js'
 import { SessionRegistry } from './session/binding.js'
 import { checkSessionHook, observeSessions } from './session/plugin.js'
 
@@ -168,7 +169,10 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     // API routes: no MCP parsing, no sessions, no MCP policy; request.gw.http is kept for HTTP policies.
     const mcp = route.kind === 'mcp'
     const preHandler = [...(mcp ? [checkMcpRequest, checkSession, ...decide] : []), ...(deps.stages?.(route) ?? []), ...credentialStage(broker, route)]
-    await registerRouteProxy(app, route, { onRequest: gate ? [gate.gate, authenticate, gate.pass] : [authenticate], preHandler, onUpstreamResponse: mcp ? [sessionObserver] : [] }, metrics, target)
+    const onRequest = gate ? [gate.gate, authenticate, gate.pass] : [authenticate]
+    await registerRouteProxy(app, route, { onRequest, preHandler, onUpstreamResponse: mcp ? [sessionObserver] : [] }, metrics, target)
+    // 2024-11-05 HTTP+SSE clients: each of their messages is replayed through the route above.
+    if (servesLegacyClients(route)) await registerLegacyClients(app, route, { onRequest: [originCheckFor(route), ...onRequest], sessions, logger })
   }
   const egress = config.egress
     ? await buildEgressServer(config.egress, {

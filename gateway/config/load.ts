@@ -82,6 +82,8 @@ export interface RuntimeRoute {
   readonly credentials: RuntimeCredentials | undefined
   /** egress only: loopback/private/link-local ranges (CIDR) the target may resolve to. */
   readonly allowAddresses: readonly string[]
+  /** Also serve 2024-11-05 HTTP+SSE clients at <path>/sse and <path>/message (gateway/legacy/). */
+  readonly legacyClients?: boolean
 }
 
 /**
@@ -438,7 +440,13 @@ function normalizeRoute(src: YamlSource, r: RouteInput, i: number, origin: strin
     allowedOrigins: new Set(r.allowedOrigins),
     bodyLimit: parseSize(r.bodyLimit),
     streams: { maxDurationMs: parseDuration(r.streams.maxDuration), maxPerCaller: r.streams.maxPerCaller },
+    legacyClients: legacyClientsOf(src, r, i, problems),
   }
+}
+
+function legacyClientsOf(src: YamlSource, r: RouteInput, i: number, problems: ConfigProblem[]): boolean {
+  if (r.legacyClients && r.kind !== 'mcp') problems.push(problemAt(src, ['routes', i, 'legacyClients'], 'legacyClients applies to MCP routes only'))
+  return r.legacyClients === true
 }
 
 function deepFreeze<T>(o: T): T {

@@ -271,6 +271,12 @@ export const RouteSchema = Type.Object(
       },
       { ...Strict, default: {}, description: 'Limits on long-lived server-sent-event streams.' },
     ),
+    legacyClients: Type.Optional(
+      Type.Boolean({
+        description:
+          'Also serve 2024-11-05 HTTP+SSE clients: GET <path>/sse opens the stream, whose endpoint event names <path>/message?sessionId=… (bound to the caller). Every message passes the same pipeline. Default false. See docs/transports.md.',
+      }),
+    ),
     credentials: Type.Optional(CredentialsSchema),
   },
   { ...Strict, description: 'One protected endpoint: a path on the gateway in front of one upstream MCP server (or plain HTTP API with kind: api).' },
