@@ -47,6 +47,8 @@ interface Channel {
 const aliasScope = (route: RuntimeRoute) => `${route.name}/legacy-sse`
 
 const MAX_ERROR_BODY = 64 * 1024
+/** A JSON answer is read whole to be split into events; the pipeline has already accepted it. */
+const MAX_JSON_ANSWER = 32 * 1024 * 1024
 
 async function readAll(stream: NodeJS.ReadableStream, max: number): Promise<Buffer> {
   const chunks: Buffer[] = []
@@ -140,7 +142,9 @@ export async function registerLegacyClients(app: FastifyInstance, route: Runtime
         channels.set(id, ch)
         // 2024-11-05: the server's first event names the URL to POST to; it is this gateway's, never the upstream's (LEG-02).
         ch.write('endpoint', `${messagePath}?sessionId=${id}`)
-        const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), keepAliveMs)
+        const keepAlive = setInterval(() => {
+          if (!res.writableEnded) res.write(': keep-alive\n\n')
+        }, keepAliveMs)
         keepAlive.unref()
         // The stream must not outlive the token that opened it (CHL-10); the client reconnects with a fresh one.
         const deadline = setTimeout(() => res.end(), streamDeadlineMs(principal, route.streams.maxDurationMs))
@@ -235,7 +239,7 @@ export async function registerLegacyClients(app: FastifyInstance, route: Runtime
           stream.resume()
           return reply.code(202).send()
         }
-        const raw = await readAll(stream, status === 200 ? route.bodyLimit * 16 : MAX_ERROR_BODY)
+        const raw = await readAll(stream, status === 200 ? MAX_JSON_ANSWER : MAX_ERROR_BODY)
         const json = parseJson(raw)
         if (status === 200) {
           if (json === undefined) throw new GatewayError('GW_UPSTREAM_INVALID_RESPONSE', { detail: 'unparseable JSON answer' })
