@@ -12,6 +12,8 @@ import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js'
 import { McpError } from '@modelcontextprotocol/sdk/types.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { SseDecoder, type SseMessage } from '../../gateway/legacy/sse.js'
+import { sessionKey } from '../../gateway/session/binding.js'
+import { startRedis } from '../helpers/redis.js'
 import { startLegacySseServer, type LegacySseServer } from '../helpers/legacy-sse-server.js'
 import { waitFor } from '../helpers/process.js'
 import { INIT, listenerYaml, MCP_HEADERS, parseChallenge, type Stack, startStack } from '../helpers/stack.js'
@@ -79,9 +81,9 @@ async function connect(route: string, subject = 'alice') {
 }
 
 /** A raw legacy stream, read event by event, to see exactly what the gateway sends. */
-async function openStream(route: string, bearer: string) {
+async function openStream(route: string, bearer: string, base = s.url) {
   const aborts = new AbortController()
-  const res = await fetch(`${s.url}/mcp/${route}/sse`, { headers: { accept: 'text/event-stream', authorization: `Bearer ${bearer}` }, signal: aborts.signal })
+  const res = await fetch(`${base}/mcp/${route}/sse`, { headers: { accept: 'text/event-stream', authorization: `Bearer ${bearer}` }, signal: aborts.signal })
   expect(res.status).toBe(200)
   expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/)
   const reader = res.body!.getReader()
@@ -99,8 +101,8 @@ async function openStream(route: string, bearer: string) {
   return { endpoint, next, close: () => aborts.abort() }
 }
 
-const postMessage = (path: string, bearer: string | undefined, body: unknown) =>
-  fetch(`${s.url}${path}`, {
+const postMessage = (path: string, bearer: string | undefined, body: unknown, base = s.url) =>
+  fetch(`${base}${path}`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...(bearer ? { authorization: `Bearer ${bearer}` } : {}) },
     body: typeof body === 'string' ? body : JSON.stringify(body),
@@ -246,6 +248,66 @@ describe.each(['alpha', 'legacy'])('legacy HTTP+SSE client → gateway → %s up
     expect(get.status).toBe(405)
     expect(upstreamCount(route)).toBe(before)
   })
+})
+
+describe('bad input on the message endpoint', () => {
+  it('malformed JSON → 400 JSON-RPC parse error on the POST; missing id → 404; too large → 413; a token for another route → 401; nothing reaches the upstream', async () => {
+    const alice = await token('alpha')
+    const stream = await openStream('alpha', alice)
+    const before = upstreamCount('alpha')
+    const bad = await postMessage(stream.endpoint.data, alice, '{"jsonrpc":"2.0","id":1,"method":"tools/list"')
+    expect(bad.status).toBe(400)
+    expect(await bad.json()).toMatchObject({ jsonrpc: '2.0', id: null, error: { code: -32700 } })
+    const dup = await postMessage(stream.endpoint.data, alice, '{"jsonrpc":"2.0","id":1,"id":2,"method":"tools/list"}')
+    expect(dup.status).toBe(400)
+    expect((await postMessage('/mcp/alpha/message', alice, INIT_2024)).status).toBe(404)
+    expect((await postMessage(`/mcp/alpha/message?sessionId=../${'a'.repeat(40)}`, alice, INIT_2024)).status).toBe(404)
+    const big = await postMessage(stream.endpoint.data, alice, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: { pad: 'x'.repeat(1_100_000) } }))
+    expect(big.status).toBe(413)
+    const wrongAudience = await postMessage(stream.endpoint.data, await token('beta'), INIT_2024)
+    expect(wrongAudience.status).toBe(401)
+    expect(upstreamCount('alpha')).toBe(before)
+    // The stream survives all of that and still works for its owner.
+    expect((await postMessage(stream.endpoint.data, alice, INIT_2024)).status).toBe(202)
+    expect(JSON.parse((await stream.next()).data)).toMatchObject({ id: 1, result: {} })
+    stream.close()
+  })
+})
+
+describe('two replicas sharing Redis', () => {
+  it('LEG-03 / LEG-05 / the id is owner-bound on every replica (foreign → 404 from Redis), streams are per replica, and the id is removed from Redis when the stream closes', async () => {
+    const redis = await startRedis()
+    const a = await startStack({ redis, routeExtras: { alpha: 'legacyClients: true' } })
+    const b = await startStack({ redis, as: a.as, replicaOf: a, routeExtras: { alpha: 'legacyClients: true' } })
+    try {
+      const alice = await a.token({ subject: 'alice' })
+      const bob = await a.token({ subject: 'bob' })
+      const stream = await openStream('alpha', alice, a.url)
+      const id = new URL(stream.endpoint.data, a.url).searchParams.get('sessionId')!
+      expect(await a.gateway.store.get(sessionKey('alpha/legacy-sse', id))).toContain('"subject":"alice"')
+
+      expect((await postMessage(stream.endpoint.data, bob, INIT_2024, b.url)).status).toBe(404)
+      expect(b.logs.some((l) => l.includes('legacy id foreign'))).toBe(true)
+      // The owner on the other replica: owner-checked through Redis, but the stream is not there (sticky sessions needed).
+      expect((await postMessage(stream.endpoint.data, alice, INIT_2024, b.url)).status).toBe(404)
+      expect(b.logs.some((l) => l.includes('legacy stream not on this replica'))).toBe(true)
+      expect(a.alpha.requests.length).toBe(0)
+
+      expect((await postMessage(stream.endpoint.data, alice, INIT_2024, a.url)).status).toBe(202)
+      expect(JSON.parse((await stream.next()).data)).toMatchObject({ id: 1, result: { serverInfo: { name: 'alpha' } } })
+      stream.close()
+      await waitFor(async () => (await a.gateway.store.get(sessionKey('alpha/legacy-sse', id))) === undefined)
+      // Dead everywhere: unknown on the replica that held it; on the other, at most an owner entry
+      // still in its 30 s in-process cache, with no stream to answer on.
+      expect((await postMessage(stream.endpoint.data, alice, INIT_2024, a.url)).status).toBe(404)
+      expect(a.logs.some((l) => l.includes('legacy id unknown'))).toBe(true)
+      expect((await postMessage(stream.endpoint.data, alice, INIT_2024, b.url)).status).toBe(404)
+    } finally {
+      await b.close()
+      await a.close()
+      await redis.stop()
+    }
+  }, 60_000)
 })
 
 describe('routes without legacyClients', () => {
