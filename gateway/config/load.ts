@@ -225,6 +225,11 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
     seenMetadata.set(route.metadataPath, i)
     routes.push(route)
   })
+  // A route's legacy client paths (gateway/legacy/) must not shadow another route.
+  routes.forEach((r, i) => {
+    if (!r.legacyClients) return
+    for (const p of [`${r.path}/sse`, `${r.path}/message`]) if (seenPaths.has(p)) problems.push(problemAt(src, ['routes', i, 'legacyClients'], `${p} is already the path of routes[${seenPaths.get(p)}]`))
+  })
 
   let redis: RuntimeConfig['cache']['redis']
   if (input.cache.redis) {

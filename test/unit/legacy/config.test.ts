@@ -34,4 +34,13 @@ describe('config / routes[].legacyClients', () => {
     expect(p.map((x) => x.path)).toContain('routes[0].legacyClients')
     expect(configProblems(yaml('path: /mcp/tools\nupstream: { url: http://127.0.0.1:3000/mcp }\nlegacyClients: yes-please')).length).toBeGreaterThan(0)
   })
+
+  it('refuses legacy paths that are another route\'s path', () => {
+    const text = yaml('path: /mcp/tools\nupstream: { url: http://127.0.0.1:3000/mcp }\nlegacyClients: true').replace(
+      'routes:\n',
+      'routes:\n  - { name: other, path: /mcp/tools/sse, upstream: { url: http://127.0.0.1:3000/mcp }, issuers: [corp] }\n',
+    )
+    const p = configProblems(text)
+    expect(p.find((x) => x.path === 'routes[1].legacyClients')?.message).toContain('/mcp/tools/sse')
+  })
 })
