@@ -172,7 +172,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     const onRequest = gate ? [gate.gate, authenticate, gate.pass] : [authenticate]
     await registerRouteProxy(app, route, { onRequest, preHandler, onUpstreamResponse: mcp ? [sessionObserver] : [] }, metrics, target)
     // 2024-11-05 HTTP+SSE clients: each of their messages is replayed through the route above.
-    if (servesLegacyClients(route)) await registerLegacyClients(app, route, { onRequest: [originCheckFor(route), ...onRequest], sessions, logger })
+    if (servesLegacyClients(route)) await registerLegacyClients(app, route, { onRequest: [originCheckFor(route), ...onRequest], sessions, metrics, logger })
   }
   const egress = config.egress
     ? await buildEgressServer(config.egress, {

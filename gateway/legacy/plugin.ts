@@ -17,6 +17,7 @@ import type { Logger } from 'pino'
 import type { Principal } from '../auth/principal.js'
 import type { RuntimeRoute } from '../config/load.js'
 import { GatewayError } from '../errors.js'
+import type { Metrics } from '../observability/metrics.js'
 import { SUPPORTED_PROTOCOL_VERSIONS } from '../mcp/protocol.js'
 import { callerKey, StreamCounter, streamDeadlineMs } from '../proxy/streams.js'
 import type { SessionRegistry } from '../session/binding.js'
@@ -26,6 +27,7 @@ export interface LegacyClientOptions {
   /** The route's onRequest stages (origin check, address gate, authenticate), in order. */
   onRequest: onRequestHookHandler[]
   sessions: SessionRegistry
+  metrics: Metrics
   logger: Logger
   /** Comment line sent on idle streams so proxies and clients see the stream is alive. */
   keepAliveMs?: number
@@ -95,7 +97,6 @@ export async function registerLegacyClients(app: FastifyInstance, route: Runtime
     const version = typeof request.headers['mcp-protocol-version'] === 'string' ? request.headers['mcp-protocol-version'] : ch.protocolVersion
     if (version) headers['mcp-protocol-version'] = version
     if (ch.mcpSessionId) headers['mcp-session-id'] = ch.mcpSessionId
-    if (request.id) headers['x-request-id'] = String(request.id)
     return app.inject({ method, url: route.path, headers, ...(body ? { payload: body } : {}), payloadAsStream: true, remoteAddress: request.ip, signal: ch.aborts.signal })
   }
 
@@ -140,6 +141,7 @@ export async function registerLegacyClients(app: FastifyInstance, route: Runtime
           },
         }
         channels.set(id, ch)
+        o.metrics.activeStreams.inc({ route: route.name })
         // 2024-11-05: the server's first event names the URL to POST to; it is this gateway's, never the upstream's (LEG-02).
         ch.write('endpoint', `${messagePath}?sessionId=${id}`)
         const keepAlive = setInterval(() => {
@@ -153,6 +155,7 @@ export async function registerLegacyClients(app: FastifyInstance, route: Runtime
           clearInterval(keepAlive)
           clearTimeout(deadline)
           streams.release(key)
+          o.metrics.activeStreams.dec({ route: route.name })
           channels.delete(id)
           ch.aborts.abort()
           // No resumability in 2024-11-05: the id dies with its stream, on every replica (LEG-05).

@@ -274,6 +274,29 @@ describe('bad input on the message endpoint', () => {
   })
 })
 
+describe('stream limits', () => {
+  it('a caller holds at most streams.maxPerCaller legacy streams (429 + Retry-After beyond), counted in mcp_warden_active_streams', async () => {
+    const carol = await token('alpha', 'carol')
+    const open = await Promise.all(Array.from({ length: 8 }, () => openStream('alpha', carol)))
+    const metrics = await (await fetch(`${s.adminUrl}/metrics`)).text()
+    const gauge = Number(/^mcp_warden_active_streams\{route="alpha"\} (\d+)/m.exec(metrics)?.[1])
+    expect(gauge).toBeGreaterThanOrEqual(8)
+    const ninth = await fetch(`${s.url}/mcp/alpha/sse`, { headers: { accept: 'text/event-stream', authorization: `Bearer ${carol}` } })
+    expect(ninth.status).toBe(429)
+    expect(ninth.headers.get('retry-after')).toBe('5')
+    // Another caller is not affected.
+    const dave = await openStream('alpha', await token('alpha', 'dave'))
+    dave.close()
+    open[0]!.close()
+    await waitFor(async () => {
+      const res = await fetch(`${s.url}/mcp/alpha/sse`, { headers: { accept: 'text/event-stream', authorization: `Bearer ${carol}` } })
+      await res.body?.cancel()
+      return res.status === 200
+    })
+    for (const o of open) o.close()
+  })
+})
+
 describe('two replicas sharing Redis', () => {
   it('LEG-03 / LEG-05 / the id is owner-bound on every replica (foreign → 404 from Redis), streams are per replica, and the id is removed from Redis when the stream closes', async () => {
     const redis = await startRedis()
