@@ -126,6 +126,12 @@ export async function registerLegacyClients(app: FastifyInstance, route: Runtime
           throw e
         }
         const res = reply.raw as ServerResponse
+        if (res.destroyed) {
+          // The client left while the id was being recorded: nothing to serve, nothing to keep.
+          streams.release(key)
+          await o.sessions.forget(scope, id)
+          return reply
+        }
         reply.hijack()
         const head: Record<string, string> = { 'content-type': 'text/event-stream', 'cache-control': 'no-store', 'x-request-id': String(request.id) }
         for (const [k, v] of Object.entries(reply.getHeaders())) if (typeof v === 'string') head[k] = v
@@ -201,11 +207,18 @@ export async function registerLegacyClients(app: FastifyInstance, route: Runtime
         const id = (request.query as Record<string, unknown> | undefined)?.sessionId
         // Unknown, malformed and someone else's ids are all the same 404 (ATK-70, LEG-03).
         if (!isMessageId(id)) throw new GatewayError('GW_MCP_SESSION_NOT_FOUND', { detail: 'legacy id malformed or missing' })
-        const verdict = await o.sessions.check(scope, id, request.gw.principal!)
-        if (verdict !== 'owner') throw new GatewayError('GW_MCP_SESSION_NOT_FOUND', { detail: `legacy id ${verdict}` })
+        const principal = request.gw.principal!
         const ch = channels.get(id)
-        // Streams live on the replica that holds the GET; another replica has nowhere to answer.
-        if (!ch) throw new GatewayError('GW_MCP_SESSION_NOT_FOUND', { detail: 'legacy stream not on this replica or closed' })
+        if (ch) {
+          // The replica holding the stream checks against the stream's own caller: no store
+          // round trip, and no dependence on Redis being up.
+          if (callerKey(ch.principal) !== callerKey(principal)) throw new GatewayError('GW_MCP_SESSION_NOT_FOUND', { detail: 'legacy id foreign' })
+        } else {
+          // Streams live on the replica that holds the GET; another replica has nowhere to answer.
+          // The store still tells a foreign id from one held elsewhere, for the log.
+          const verdict = await o.sessions.check(scope, id, principal)
+          throw new GatewayError('GW_MCP_SESSION_NOT_FOUND', { detail: verdict === 'owner' ? 'legacy stream not on this replica or closed' : `legacy id ${verdict}` })
+        }
         const body = request.body
         if (!Buffer.isBuffer(body) || body.length === 0) throw new GatewayError('GW_HTTP_UNSUPPORTED_MEDIA_TYPE', { detail: 'missing JSON body' })
         // Each message carries its own token; the stream's token may have been refreshed since.

@@ -11,6 +11,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js'
 import { McpError } from '@modelcontextprotocol/sdk/types.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { OTHER_AGENT_CLIENT_ID } from '../../demo/authorization-server.js'
 import { SseDecoder, type SseMessage } from '../../gateway/legacy/sse.js'
 import { sessionKey } from '../../gateway/session/binding.js'
 import { startRedis } from '../helpers/redis.js'
@@ -165,6 +166,9 @@ describe.each(['alpha', 'legacy'])('legacy HTTP+SSE client → gateway → %s up
     const before = upstreamCount(route)
     const hijack = await postMessage(stream.endpoint.data, bob, INIT_2024)
     expect(hijack.status).toBe(404)
+    // The same user through another agent (client id) is another caller.
+    const otherAgent = await s.as.getToken({ resource: `${new URL(s.url).origin}/mcp/${route}`, scope: 'tools.read', subject: 'alice', clientId: OTHER_AGENT_CLIENT_ID })
+    expect((await postMessage(stream.endpoint.data, otherAgent.access_token, INIT_2024)).status).toBe(404)
     const unknown = await postMessage(`/mcp/${route}/message?sessionId=${'A'.repeat(43)}`, alice, INIT_2024)
     expect(unknown.status).toBe(404)
     // The same id on another route is another id: a route's alias is not valid on its neighbour.
