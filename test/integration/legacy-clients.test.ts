@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js'
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import { McpError } from '@modelcontextprotocol/sdk/types.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { OTHER_AGENT_CLIENT_ID } from '../../demo/authorization-server.js'
@@ -335,6 +336,21 @@ describe('two replicas sharing Redis', () => {
       await redis.stop()
     }
   }, 60_000)
+})
+
+describe('LEG-06 / the SDK’s documented fallback (Streamable HTTP first, then SSE) on the legacy URL', () => {
+  it('the Streamable HTTP attempt fails with 405, the SSE transport then connects and works', async () => {
+    const bearer = await token('alpha')
+    const url = new URL(`${s.url}/mcp/alpha/sse`)
+    const headers = { authorization: `Bearer ${bearer}` }
+    const first = new Client({ name: 'fallback-test', version: '1' })
+    const err = await first.connect(new StreamableHTTPClientTransport(url, { requestInit: { headers } })).catch((e: unknown) => e)
+    expect(String(err)).toContain('405')
+    const client = new Client({ name: 'fallback-test', version: '1' })
+    await client.connect(new SSEClientTransport(url, { requestInit: { headers } }))
+    expect((await client.callTool({ name: 'search', arguments: { query: 'q' } })).content).toEqual([{ type: 'text', text: '3 results for "q": alpha, beta, gamma' }])
+    await client.close()
+  })
 })
 
 describe('routes without legacyClients', () => {
