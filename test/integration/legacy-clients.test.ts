@@ -345,7 +345,7 @@ describe('LEG-06 / the SDK’s documented fallback (Streamable HTTP first, then 
     const headers = { authorization: `Bearer ${bearer}` }
     const first = new Client({ name: 'fallback-test', version: '1' })
     const err = await first.connect(new StreamableHTTPClientTransport(url, { requestInit: { headers } })).catch((e: unknown) => e)
-    expect(String(err)).toContain('405')
+    expect((err as { code?: number }).code).toBe(405)
     const client = new Client({ name: 'fallback-test', version: '1' })
     await client.connect(new SSEClientTransport(url, { requestInit: { headers } }))
     expect((await client.callTool({ name: 'search', arguments: { query: 'q' } })).content).toEqual([{ type: 'text', text: '3 results for "q": alpha, beta, gamma' }])
