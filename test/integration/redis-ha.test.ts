@@ -11,6 +11,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { OTHER_AGENT_CLIENT_ID } from '../../demo/authorization-server.js'
 import { RedisLimiter } from '../../gateway/limits/redis.js'
 import { LimiterUnavailable } from '../../gateway/limits/window.js'
 import { allKeys, startCluster, startSentinel, type ClusterSetup, type SentinelSetup } from '../helpers/redis-ha.js'
@@ -173,11 +174,14 @@ describe('Redis Cluster: three masters, two replicas', () => {
     const clients = await Promise.all(
       [a, b].flatMap((st, r) =>
         [0, 1, 2].map(async (k) => {
-          const token = await a.token({ subject: `load-${r}-${k}` })
+          // Another agent than the earlier tests', whose calls drew on the default agent's budget.
+          const token = await a.token({ subject: `load-${r}-${k}`, clientId: OTHER_AGENT_CLIENT_ID })
           return { st, token, sid: await session(st, token) }
         }),
       ),
     )
+    const rlKeys = async () => (await Promise.all(cluster.client.nodes('master').map((n) => n.keys('mcpw:{rl}:*')))).map((k) => k.sort())
+    const before = (await rlKeys()).flat()
     a.alpha.reset()
     let id = 100
     const t = performance.now()
@@ -199,9 +203,16 @@ describe('Redis Cluster: three masters, two replicas', () => {
     expect(forwarded).toBe(30)
     for (const o of limited) expect(JSON.parse(o.body)).toMatchObject({ error: { code: -31429, data: { code: 'GW_RATE_LIMITED' } } })
     // Both budgets of every call live in the one {rl} slot, hence on one master.
-    const rl = await Promise.all(cluster.client.nodes('master').map((n) => n.keys('mcpw:{rl}:*')))
+    const rl = await rlKeys()
     expect(rl.filter((k) => k.length > 0)).toHaveLength(1)
-    expect(rl.flat().length).toBe(1 + clients.length)
+    // This load created the other agent's budget and one per user who got through; each of the
+    // 30 allowed calls was charged to both, in the one script run.
+    const fresh = rl.flat().filter((k) => !before.includes(k))
+    const totals = await Promise.all(fresh.map(async (k) => Object.values(await cluster.client.hgetall(k)).reduce((n, v) => n + Number(v), 0)))
+    expect(fresh.length).toBeGreaterThanOrEqual(2)
+    expect(fresh.length).toBeLessThanOrEqual(1 + clients.length)
+    expect(totals.sort((x, y) => y - x)[0]).toBe(30)
+    expect(totals.slice(1).reduce((n, v) => n + v, 0)).toBe(30)
     expect(rl.flat().every((k) => /^mcpw:\{rl\}:[A-Za-z0-9_-]{32}$/.test(k))).toBe(true)
   }, 60_000)
 
