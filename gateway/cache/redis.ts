@@ -118,7 +118,9 @@ export class RedisStore implements SharedStore {
     this.#client.on('end', () => this.#setUp(false))
     this.#client.on('close', () => this.#setUp(false))
     // ioredis emits 'error' on every failed reconnect; state changes are logged once instead.
-    this.#client.on('error', () => this.#setUp(false))
+    // A Cluster also emits it for a failed slots refresh while it keeps serving ('ready' would
+    // not come again), so only an error that left the client not ready counts as down.
+    this.#client.on('error', () => this.#setUp(this.#client.status === 'ready'))
   }
 
   #setUp(up: boolean): void {
