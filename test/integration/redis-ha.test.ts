@@ -15,6 +15,7 @@ import { OTHER_AGENT_CLIENT_ID } from '../../demo/authorization-server.js'
 import { RedisLimiter } from '../../gateway/limits/redis.js'
 import { LimiterUnavailable } from '../../gateway/limits/window.js'
 import { allKeys, startCluster, startSentinel, type ClusterSetup, type SentinelSetup } from '../helpers/redis-ha.js'
+import { freePort } from '../helpers/ports.js'
 import { INIT, MCP_HEADERS, type Stack, startStack } from '../helpers/stack.js'
 
 const CALL = (id: number) => JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'search', arguments: { query: 'x' } } })
@@ -228,4 +229,28 @@ describe('Redis Cluster: three masters, two replicas', () => {
     expect(await new RedisLimiter(client, { oneSlot: true }).consume(charges)).toEqual({ allowed: true })
     client.disconnect()
   }, 30_000)
+})
+
+describe('Sentinel or Cluster unreachable at start-up', () => {
+  it.each([
+    ['sentinels', (p: number) => `{ sentinels: [{ host: 127.0.0.1, port: ${p} }], name: mymaster }`],
+    ['cluster', (p: number) => `{ cluster: { nodes: [{ host: 127.0.0.1, port: ${p} }] } }`],
+  ])('%s: the gateway starts without waiting, says degraded, and still serves valid tokens from memory', async (_mode, yaml) => {
+    const dead = await freePort()
+    const t = performance.now()
+    const st = await startStack({ extra: `cache:\n  redis: ${yaml(dead)}` })
+    try {
+      const startMs = performance.now() - t
+      expect(startMs).toBeLessThan(20_000)
+      const ready = await fetch(`${st.adminUrl}/readyz`)
+      expect(ready.status).toBe(200)
+      expect(await ready.json()).toMatchObject({ status: 'degraded', checks: { redis: false } })
+      expect(await metrics(st)).toMatch(/^mcp_warden_redis_up 0$/m)
+      const res = await post(st, await st.token(), INIT)
+      expect(res.status).toBe(200)
+      await res.text()
+    } finally {
+      await st.close()
+    }
+  }, 60_000)
 })
