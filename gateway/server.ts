@@ -20,6 +20,7 @@ import { IntrospectionVerifier } from './auth/introspection.js'
 import { authenticateHook } from './auth/plugin.js'
 import { TokenValidator, type OpaqueTokenVerifier } from './auth/token-validator.js'
 import { RedisStore } from './cache/redis.js'
+import { revealRedisConnection } from './config/redis.js'
 import { MemoryStore, type SharedStore } from './cache/store.js'
 import type { RuntimeConfig, RuntimeRoute } from './config/load.js'
 import { newContext } from './context.js'
@@ -82,7 +83,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
   const store =
     deps.store ??
     (config.cache.redis
-      ? new RedisStore({ url: config.cache.redis.url.reveal(), keyPrefix: config.cache.redis.keyPrefix, commandTimeoutMs: config.cache.redis.commandTimeoutMs, logger, metrics })
+      ? new RedisStore({ target: revealRedisConnection(config.cache.redis.connection), keyPrefix: config.cache.redis.keyPrefix, commandTimeoutMs: config.cache.redis.commandTimeoutMs, logger, metrics })
       : new MemoryStore())
   if (store instanceof RedisStore) await store.waitReady(2000)
   const introspecting = [...config.issuers.values()].some((i) => i.validation !== 'jwt')
@@ -147,7 +148,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
   if (approvals) registerApprovalCallbacks(app, approvals)
   const decide = policies ? [policyStage(policies, metrics, { rawArguments: config.policies!.rawArguments, approvals: approvals !== undefined, ...(deps.now ? { now: deps.now } : {}) })] : []
   // Rate limits live in policy documents; shared through Redis when configured, else per replica.
-  if (policies) decide.push(limitStage(policies, store instanceof RedisStore ? new RedisLimiter(store.client) : new MemoryLimiter(), metrics, { onRedisDown: config.policies!.limitsOnRedisDown, logger }))
+  if (policies) decide.push(limitStage(policies, store instanceof RedisStore ? new RedisLimiter(store.client, { oneSlot: store.mode === 'cluster' }) : new MemoryLimiter(), metrics, { onRedisDown: config.policies!.limitsOnRedisDown, logger }))
   const sessions = new SessionRegistry(store, config.sessions.ttlMs)
   const checkSession = checkSessionHook(sessions)
   const sessionObserver = observeSessions(sessions)

@@ -9,6 +9,7 @@ import { ConfigError, type ConfigProblem } from '../errors.js'
 import { GatewayConfigSchema, type GatewayConfigInput, type IssuerInput, type RouteInput, type SecretSourceInput } from './schema.js'
 import { normalizeCredentials, type RuntimeCredentials } from './credentials.js'
 import { normalizeEgress, type RuntimeEgress } from './egress.js'
+import { normalizeRedisConnection, type RuntimeRedis } from './redis.js'
 import { resolveSecret, Secret } from './secrets.js'
 import { parseDuration, parseSize } from './units.js'
 import { parseYamlSource, problemAt, validateAgainst, type YamlSource } from './yaml-source.js'
@@ -153,7 +154,7 @@ export interface RuntimeConfig {
   readonly routes: readonly RuntimeRoute[]
   /** The egress listener for the MCP server's own API calls (docs/egress.md). */
   readonly egress: RuntimeEgress | undefined
-  readonly cache: { readonly redis: { readonly url: Secret; readonly keyPrefix: string; readonly commandTimeoutMs: number; readonly encryptionKey: Secret | undefined } | undefined }
+  readonly cache: { readonly redis: RuntimeRedis | undefined }
   readonly logging: { readonly level: string }
   readonly sessions: { readonly ttlMs: number }
   /** Policy engine settings; undefined = no policy stage (every authenticated call forwarded). */
@@ -243,9 +244,8 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
   let redis: RuntimeConfig['cache']['redis']
   if (input.cache.redis) {
     const r = input.cache.redis
-    const resolved = typeof r.url === 'string' ? resolveSecret({ value: r.url }, baseDir, env) : resolveSecret(r.url, baseDir, env)
-    if (!resolved.ok) problems.push(problemAt(src, ['cache', 'redis', 'url'], resolved.message))
-    else redis = { url: resolved.secret, keyPrefix: r.keyPrefix, commandTimeoutMs: parseDuration(r.commandTimeout), encryptionKey: encryptionKey(src, r.encryptionKey, baseDir, env, problems) }
+    const connection = normalizeRedisConnection(r, { src, baseDir, env, problems, warnings })
+    if (connection) redis = { connection, keyPrefix: r.keyPrefix, commandTimeoutMs: parseDuration(r.commandTimeout), encryptionKey: encryptionKey(src, r.encryptionKey, baseDir, env, problems) }
     if (redis && !redis.encryptionKey && routes.some((rt) => rt.credentials?.strategies.some((st) => st.kind === 'token-exchange' || st.kind === 'identity-chaining' || st.kind === 'client-credentials'))) {
       problems.push(problemAt(src, ['cache', 'redis'], 'no encryptionKey: tokens issued for upstreams are cached per replica only, not in Redis', 'warning'))
     }
