@@ -1,6 +1,7 @@
 import { createHmac, createPrivateKey, createPublicKey, generateKeyPairSync, sign as cryptoSign, constants, type KeyObject } from 'node:crypto'
 import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose'
 import { beforeAll, describe, expect, it } from 'vitest'
+import { keyMatchesAlg } from '../../../gateway/auth/jwks.js'
 import { importVerifyKey, JWS_ALGORITHMS, JwsError, verifyCompactJws, type JwsErrorCode } from '../../../gateway/auth/jws-verify.js'
 
 const ALGS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const
@@ -262,5 +263,16 @@ describe('verifyCompactJws: shape of the token', () => {
     expect(a.key).toBe(b.key)
     expect(a.alg).toBe('RS256')
     expect(b.alg).toBe('PS256')
+  })
+})
+
+describe('keyMatchesAlg (key selection by kid, before import)', () => {
+  it('JWT-05 a malformed key_ops in a JWKS makes the key unusable instead of throwing', () => {
+    const rsa = pairs.get('RS256')!.jwk
+    for (const key_ops of [5, null, 'verify', { 0: 'verify' }]) {
+      expect(() => keyMatchesAlg({ ...rsa, key_ops } as unknown as JWK, 'RS256')).not.toThrow()
+      expect(keyMatchesAlg({ ...rsa, key_ops } as unknown as JWK, 'RS256')).toBe(false)
+    }
+    expect(keyMatchesAlg({ ...rsa, key_ops: ['verify'] }, 'RS256')).toBe(true)
   })
 })
