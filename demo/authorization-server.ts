@@ -20,6 +20,7 @@ export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exch
 export const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 export const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
 export const JWT_BEARER_GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+export const CIBA_GRANT = 'urn:openid:params:grant-type:ciba';
 
 export const GATEWAY_CLIENT_ID = 'mcp-warden';
 export const GATEWAY_PKJWT_CLIENT_ID = 'mcp-warden-pkjwt';
@@ -60,6 +61,38 @@ export interface AuthorizationServerOptions {
    * identity chaining). The grant's `aud` must be this issuer; its `sub` and `act` carry over.
    */
   trustedIssuers?: Array<{ issuer: string; jwksUri: string }>;
+  /**
+   * OpenID CIBA (poll mode) for the `mcp-warden` client, with RFC 9396 rich authorization
+   * requests; the user's decision is made through `as.ciba` (the "phone"). Off by default.
+   */
+  ciba?: boolean;
+  /** RFC 9396 authorization_details types accepted (authorization code and CIBA). Default: none (RAR off) unless ciba. */
+  rarTypes?: string[];
+}
+
+/** A backchannel authentication request as the user's device sees it. */
+export interface CibaRequest {
+  authReqId: string;
+  accountId: string;
+  clientId: string;
+  bindingMessage: string | undefined;
+  authorizationDetails: unknown;
+  scope: string;
+  resource: string | string[] | undefined;
+}
+
+export interface CibaHooks {
+  /** Every request triggered so far, oldest first. */
+  requests: CibaRequest[];
+  /** The next request not yet taken by next() (waits up to timeoutMs). */
+  next(timeoutMs?: number): Promise<CibaRequest>;
+  /**
+   * The user approves on their device: a grant for the requested scope, resource and
+   * authorization_details (or, to test the client, other authorization_details than requested).
+   */
+  approve(authReqId: string, o?: { authorizationDetails?: unknown[]; accountId?: string }): Promise<void>;
+  /** The user denies (CIBA access_denied). */
+  deny(authReqId: string): Promise<void>;
 }
 
 export interface AuthorizationServerCounters {
@@ -100,6 +133,8 @@ export interface GetTokenOptions {
   subject?: string;
   /** 'demo-agent' (default) or 'other-agent'; both are public PKCE clients. */
   clientId?: string;
+  /** RFC 9396 authorization_details to request (needs rarTypes or ciba); granted as asked. */
+  authorizationDetails?: unknown[];
 }
 
 export interface ExchangeTokenOptions {
@@ -128,6 +163,8 @@ export interface AuthorizationServer {
   /** Errors the provider swallowed into 500 responses; tests may assert it stays empty. */
   serverErrors: Error[];
   jwksUri: string;
+  /** CIBA test hooks (only with the `ciba` option). */
+  ciba: CibaHooks;
   tokenEndpoint: string;
   introspectionEndpoint: string;
   revocationEndpoint: string;
@@ -380,6 +417,16 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
   const counters = newCounters();
   const exchangeClients = new Set([...GATEWAY_CLIENTS, ...(opts.exchangeClients ?? []).map((c) => c.clientId)]);
   const serverErrors: Error[] = [];
+  const rarTypes = opts.rarTypes ?? (opts.ciba ? ['mcp_tool_call', 'payment'] : []);
+  const cibaRequests: CibaRequest[] = [];
+  const cibaQueue: CibaRequest[] = [];
+  const cibaWaiters: Array<(r: CibaRequest) => void> = [];
+  const cibaTriggered = (r: CibaRequest) => {
+    cibaRequests.push(r);
+    const waiter = cibaWaiters.shift();
+    if (waiter) waiter(r);
+    else cibaQueue.push(r);
+  };
   let signingKeys: jose.JWK[] = opts.keys?.length ? [...opts.keys] : [await generateSigningKey()];
 
   const knownResources = opts.resources
@@ -435,14 +482,17 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
         grant_types: ['authorization_code', 'refresh_token'],
         response_types: ['code'],
         redirect_uris: [AGENT_REDIRECT_URI],
+        ...(rarTypes.length > 0 ? { authorization_details_types: rarTypes } : {}),
       })),
       {
         client_id: GATEWAY_CLIENT_ID,
         client_secret: gatewaySecret,
         token_endpoint_auth_method: 'client_secret_basic',
-        grant_types: ['client_credentials', TOKEN_EXCHANGE_GRANT, ...(opts.trustedIssuers ? [JWT_BEARER_GRANT] : [])],
+        grant_types: ['client_credentials', TOKEN_EXCHANGE_GRANT, ...(opts.trustedIssuers ? [JWT_BEARER_GRANT] : []), ...(opts.ciba ? [CIBA_GRANT] : [])],
         response_types: [],
         redirect_uris: [],
+        ...(opts.ciba ? { backchannel_token_delivery_mode: 'poll' } : {}),
+        ...(rarTypes.length > 0 ? { authorization_details_types: rarTypes } : {}),
       },
     ];
     for (const c of opts.exchangeClients ?? []) {
@@ -491,7 +541,11 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
         AccessToken: ttlFromResource(defaultTTL),
         ClientCredentials: ttlFromResource(defaultTTL),
         AuthorizationCode: 60,
-        BackchannelAuthenticationRequest: 600,
+        // CIBA §7.1 requested_expiry, capped at 10 minutes.
+        BackchannelAuthenticationRequest: (ctx: OidcCtx | undefined) => {
+          const asked = Number(ctx?.oidc?.params?.requested_expiry);
+          return Number.isSafeInteger(asked) && asked > 0 ? Math.min(600, asked) : 600;
+        },
         DeviceCode: 600,
         Grant: 3600,
         IdToken: 3600,
@@ -515,6 +569,54 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
           allowedPolicy: async (_ctx: unknown, client: OidcClient, token: { clientId: string }) =>
             GATEWAY_CLIENTS.has(client.clientId) || token.clientId === client.clientId,
         },
+        ...(opts.ciba
+          ? {
+              ciba: {
+                enabled: true,
+                deliveryModes: ['poll'],
+                // The login_hint is the account id (the subject of the caller's token).
+                processLoginHint: async (_ctx: unknown, hint: string) => hint,
+                processLoginHintToken: async () => undefined,
+                verifyUserCode: async () => undefined,
+                validateRequestContext: async () => undefined,
+                // A person reads it: printable text, bounded; control characters are refused.
+                validateBindingMessage: async (_ctx: unknown, message: string | undefined) => {
+                  if (message !== undefined && (message.length > 200 || /[\p{Cc}\p{Cf}]/u.test(message))) {
+                    throw new errors.InvalidBindingMessage('binding_message must be at most 200 printable characters');
+                  }
+                },
+                triggerAuthenticationDevice: async (_ctx: unknown, request: any, account: { accountId: string }, client: OidcClient) => {
+                  let details: unknown;
+                  try {
+                    details = request.params?.authorization_details ? JSON.parse(request.params.authorization_details) : undefined;
+                  } catch {
+                    details = undefined;
+                  }
+                  cibaTriggered({
+                    authReqId: request.jti,
+                    accountId: account.accountId,
+                    clientId: client.clientId,
+                    bindingMessage: request.params?.binding_message,
+                    authorizationDetails: details,
+                    scope: request.scope,
+                    resource: request.resource,
+                  });
+                },
+              },
+            }
+          : {}),
+        ...(rarTypes.length > 0
+          ? {
+              richAuthorizationRequests: {
+                enabled: true,
+                types: Object.fromEntries(rarTypes.map((t) => [t, { validate: async () => undefined }])),
+                // What the user granted is what was asked (interaction and CIBA approval store it).
+                authorizationDetailsForGrantSource: async (ctx: { oidc: { grant?: { rar?: unknown[] } } }) => ctx.oidc.grant?.rar,
+                authorizationDetailsForAccessToken: async (_ctx: unknown, _token: unknown, source: { rar?: unknown[] } | undefined) => source?.rar,
+                authorizationDetailsForIntrospection: async (_ctx: unknown, token: { rar?: unknown[] }) => token.rar,
+              },
+            }
+          : {}),
         resourceIndicators: {
           enabled: true,
           defaultResource: async (ctx: OidcCtx, _client: unknown, oneOf?: string | string[]) => {
@@ -607,6 +709,8 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
     sub: string;
     scopes: string[];
     act?: unknown;
+    /** RFC 9396 authorization_details of the subject token (e.g. a CIBA-approved call). */
+    rar?: unknown[];
   }
 
   async function resolveSubjectToken(provider: ProviderInstance, token: string): Promise<SubjectInfo> {
@@ -625,7 +729,8 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
           algorithms: ['RS256'],
           requiredClaims: ['exp', 'sub'],
         });
-        return { sub: payload.sub as string, scopes: splitScope(payload.scope), act: payload.act };
+        const rar = Array.isArray(payload.authorization_details) ? payload.authorization_details : undefined;
+        return { sub: payload.sub as string, scopes: splitScope(payload.scope), act: payload.act, ...(rar ? { rar } : {}) };
       } catch (err) {
         throw invalid((err as Error).message);
       }
@@ -691,6 +796,8 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
       gty: TOKEN_EXCHANGE_GRANT,
       scope: scopes.join(' ') || undefined,
       resourceServer,
+      // What the user approved travels with the delegation (RFC 9396 §7 leaves this to the AS).
+      ...(subject.rar ? { rar: subject.rar } : {}),
     });
     const act: Record<string, unknown> = { sub: client.clientId };
     if (subject.act) act.act = subject.act;
@@ -778,6 +885,9 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
         const granted = scopes.filter((s) => cfg?.scopes.includes(s));
         grant.addResourceScope(resource, granted.join(' '));
       }
+      if (typeof params.authorization_details === 'string' && rarTypes.length > 0) {
+        for (const detail of JSON.parse(params.authorization_details) as unknown[]) grant.addRar(detail);
+      }
       result.consent = { grantId: await grant.save() };
       await provider.interactionFinished(req, res, result, { mergeWithLastSubmission: false });
     } catch (err) {
@@ -820,6 +930,51 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
     gateway: { clientId: GATEWAY_CLIENT_ID, clientSecret: gatewaySecret },
     serverErrors,
     jwksUri: endpoints.jwks,
+    ciba: {
+      requests: cibaRequests,
+      next(timeoutMs = 10_000) {
+        const queued = cibaQueue.shift();
+        if (queued) return Promise.resolve(queued);
+        return new Promise<CibaRequest>((resolve, reject) => {
+          const waiter = (r: CibaRequest) => {
+            clearTimeout(timer);
+            resolve(r);
+          };
+          const timer = setTimeout(() => {
+            cibaWaiters.splice(cibaWaiters.indexOf(waiter), 1);
+            reject(new Error(`no CIBA request within ${timeoutMs}ms`));
+          }, timeoutMs);
+          cibaWaiters.push(waiter);
+        });
+      },
+      async approve(authReqId, o = {}) {
+        const request = await provider.BackchannelAuthenticationRequest.find(authReqId);
+        if (!request) throw new Error('unknown or expired backchannel authentication request');
+        // Someone else approving (a misrouted push, a shared device): the tokens name them.
+        if (o.accountId) request.accountId = o.accountId;
+        const grant = new provider.Grant({ accountId: request.accountId, clientId: request.clientId });
+        grant.addOIDCScope(request.scope);
+        const scopes = splitScope(request.scope);
+        for (const resource of [request.resource ?? []].flat() as string[]) {
+          const granted = scopes.filter((s) => resourceConfig(resource)?.scopes.includes(s));
+          if (granted.length) grant.addResourceScope(resource, granted.join(' '));
+        }
+        const details = o.authorizationDetails ?? (request.params?.authorization_details ? (JSON.parse(request.params.authorization_details) as unknown[]) : undefined);
+        if (details) {
+          for (const d of details) grant.addRar(d);
+          request.rar = details;
+        }
+        request.grantId = await grant.save();
+        await request.save();
+      },
+      async deny(authReqId) {
+        const request = await provider.BackchannelAuthenticationRequest.find(authReqId);
+        if (!request) throw new Error('unknown or expired backchannel authentication request');
+        request.error = 'access_denied';
+        request.errorDescription = 'the user denied the request';
+        await request.save();
+      },
+    },
     tokenEndpoint: endpoints.token,
     introspectionEndpoint: endpoints.introspection,
     revocationEndpoint: endpoints.revocation,
@@ -845,7 +1000,7 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
         .sign(key);
     },
 
-    async getToken({ resource, scope = DEFAULT_SCOPES.join(' '), subject, clientId = AGENT_CLIENT_ID }) {
+    async getToken({ resource, scope = DEFAULT_SCOPES.join(' '), subject, clientId = AGENT_CLIENT_ID, authorizationDetails }) {
       const { verifier, challenge } = createPkcePair();
       const state = b64url(randomBytes(16));
       const authUrl = new URL(endpoints.authorization);
@@ -859,6 +1014,7 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
         code_challenge: challenge,
         code_challenge_method: 'S256',
         login_hint: subject,
+        authorization_details: authorizationDetails ? JSON.stringify(authorizationDetails) : undefined,
       };
       for (const [k, v] of Object.entries(query)) if (v !== undefined) authUrl.searchParams.set(k, v);
       const final = await followAuthorizationRedirects(authUrl);

@@ -6,6 +6,7 @@ import type { Principal } from './auth/principal.js'
 import type { RuntimeRoute } from './config/load.js'
 import type { GatewayError } from './errors.js'
 import type { ParsedBody } from './mcp/jsonrpc.js'
+import type { CompiledApproval } from './policy/compile.js'
 import type { HttpFacts } from './proxy/path.js'
 
 export interface McpContext {
@@ -45,6 +46,8 @@ export interface RequestContext {
   http: HttpFacts | undefined
   /** Egress: the inbound request this call serves, as the MCP server reported it (correlation header). */
   causedBy: string | undefined
+  /** A tools/call held by a require-approval rule, for the approval stage (approval/plugin.ts). */
+  approval: { spec: CompiledApproval; tool: string; arguments: unknown; policyVersion: string; argumentsDigest: string; approvalId?: string; approvedToken?: string } | undefined
   /** The policy decision (policy stage), for audit. */
   decision: AuditedDecision | undefined
   /** The rate limit that refused the request, or the Redis-down outcome (limits stage), for audit. */
@@ -85,6 +88,7 @@ export const newContext = (route: RuntimeRoute | undefined): RequestContext => (
   http: undefined,
   causedBy: undefined,
   decision: undefined,
+  approval: undefined,
   rateLimit: undefined,
   transformResponse: undefined,
 })

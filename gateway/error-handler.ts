@@ -62,7 +62,7 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, err: unk
     return reply.type('application/json').send({
       jsonrpc: '2.0',
       id: request.gw.mcp?.rpcId ?? null,
-      error: { code: 'rpcCode' in spec ? spec.rpcCode : -32603, message: spec.message, data: { code: e.code, requestId, ...(e.retryAfter !== undefined ? { retryAfter: e.retryAfter } : {}) } },
+      error: { code: 'rpcCode' in spec ? spec.rpcCode : -32603, message: spec.message, data: { ...e.data, code: e.code, requestId, ...(e.retryAfter !== undefined ? { retryAfter: e.retryAfter } : {}) } },
     })
   }
   return reply.type('application/json').send({ error: e.code, message: spec.message, request_id: requestId })

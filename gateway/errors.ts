@@ -34,6 +34,12 @@ export type Reason =
   | 'json-limit'
   | 'policy-method'
   | 'policy-approval'
+  | 'approval-denied'
+  | 'approval-pending'
+  | 'approval-expired'
+  | 'approval-unavailable'
+  | 'approval-unbound'
+  | 'approval-callback'
   | 'route-not-found'
   | 'upstream-unavailable'
   | 'upstream-timeout'
@@ -76,7 +82,10 @@ export const ERROR_CATALOGUE = {
   GW_MCP_PARSE_ERROR: { status: 400, reason: 'mcp-invalid', protocol: 'jsonrpc', rpcCode: -32700, message: 'Parse error' },
   GW_MCP_INVALID_REQUEST: { status: 400, reason: 'mcp-invalid', protocol: 'jsonrpc', rpcCode: -32600, message: 'Invalid request' },
   GW_MCP_SESSION_NOT_FOUND: { status: 404, reason: 'session', protocol: 'jsonrpc', rpcCode: -32001, message: 'Session not found' },
-  GW_MCP_UNSUPPORTED_VERSION: { status: 400, reason: 'mcp-version', protocol: 'jsonrpc', rpcCode: -32600, message: 'Unsupported MCP-Protocol-Version' },
+  // V26-05: UnsupportedProtocolVersionError (-32022) with data.supported/requested, which dual-era clients recognise.
+  GW_MCP_UNSUPPORTED_VERSION: { status: 400, reason: 'mcp-version', protocol: 'jsonrpc', rpcCode: -32022, message: 'Unsupported protocol version' },
+  GW_MCP_HEADER_MISMATCH: { status: 400, reason: 'mcp-invalid', protocol: 'jsonrpc', rpcCode: -32020, message: 'Header mismatch' },
+  GW_MCP_METHOD_NOT_FOUND: { status: 404, reason: 'mcp-invalid', protocol: 'jsonrpc', rpcCode: -32601, message: 'Method not found' },
   GW_HTTP_TOO_MANY_STREAMS: { status: 429, reason: 'limit', protocol: 'jsonrpc', rpcCode: -32600, message: 'Too many open streams' },
   // Application-defined code next to GW_POLICY_DENIED's -31403; HTTP 429 + Retry-After (RFC 6585).
   GW_RATE_LIMITED: { status: 429, reason: 'rate-limited', protocol: 'jsonrpc', rpcCode: -31429, message: 'Rate limit exceeded' },
@@ -86,6 +95,16 @@ export const ERROR_CATALOGUE = {
   // surface it as a JSON-RPC error of the call rather than a transport failure.
   GW_POLICY_DENIED: { status: 200, reason: 'policy-deny', protocol: 'jsonrpc', rpcCode: -31403, message: 'Forbidden by gateway policy' },
   GW_POLICY_METHOD_DENIED: { status: 200, reason: 'policy-method', protocol: 'jsonrpc', rpcCode: -32601, message: 'Method not found' },
+  // Human approval (docs/approvals.md): application-defined codes next to POL-12's, HTTP 200 so the
+  // client sees an error of the call; the retry of the same call is what completes an approval.
+  GW_APPROVAL_DENIED: { status: 200, reason: 'approval-denied', protocol: 'jsonrpc', rpcCode: -31460, message: 'The user denied this call' },
+  GW_APPROVAL_PENDING: { status: 200, reason: 'approval-pending', protocol: 'jsonrpc', rpcCode: -31461, message: 'Awaiting the user\'s approval; retry the same call' },
+  GW_APPROVAL_EXPIRED: { status: 200, reason: 'approval-expired', protocol: 'jsonrpc', rpcCode: -31462, message: 'The approval request expired without a decision' },
+  GW_APPROVAL_NOT_BOUND: { status: 200, reason: 'approval-unbound', protocol: 'jsonrpc', rpcCode: -31463, message: 'The approval does not cover this call' },
+  GW_APPROVAL_UNAVAILABLE: { status: 503, reason: 'approval-unavailable', protocol: 'jsonrpc', rpcCode: -32603, message: 'Human approval is temporarily unavailable' },
+  GW_APPROVAL_CALLBACK_INVALID: { status: 400, reason: 'approval-callback', protocol: 'plain', message: 'Invalid approval callback' },
+  GW_APPROVAL_CALLBACK_SIGNATURE: { status: 401, reason: 'approval-callback', protocol: 'plain', message: 'Invalid approval callback signature' },
+  GW_APPROVAL_CALLBACK_REPLAYED: { status: 409, reason: 'approval-callback', protocol: 'plain', message: 'Approval callback already processed' },
   GW_UPSTREAM_UNAVAILABLE: { status: 502, reason: 'upstream-unavailable', protocol: 'jsonrpc', rpcCode: -32603, message: 'Upstream unavailable' },
   GW_UPSTREAM_TIMEOUT: { status: 504, reason: 'upstream-timeout', protocol: 'jsonrpc', rpcCode: -32603, message: 'Upstream timed out' },
   GW_UPSTREAM_INVALID_RESPONSE: { status: 502, reason: 'upstream-invalid', protocol: 'jsonrpc', rpcCode: -32603, message: 'Upstream returned an invalid response' },
@@ -111,6 +130,8 @@ export interface GatewayErrorOptions {
   scope?: string
   /** Seconds, for 429 and 503 answers (Retry-After). */
   retryAfter?: number
+  /** Client-safe members added to a JSON-RPC error's `data` (e.g. the supported versions). */
+  data?: Record<string, unknown>
   cause?: unknown
 }
 
@@ -122,6 +143,7 @@ export class GatewayError extends Error {
   readonly description: string | undefined
   readonly scope: string | undefined
   readonly retryAfter: number | undefined
+  readonly data: Record<string, unknown> | undefined
 
   constructor(code: GatewayErrorCode, options: GatewayErrorOptions = {}) {
     const spec: ErrorSpec = ERROR_CATALOGUE[code]
@@ -134,6 +156,7 @@ export class GatewayError extends Error {
     this.description = options.description
     this.scope = options.scope
     this.retryAfter = options.retryAfter
+    this.data = options.data
   }
 
   get spec(): ErrorSpec {

@@ -15,10 +15,12 @@
 import { randomUUID } from 'node:crypto'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type preHandlerHookHandler } from 'fastify'
 import type { Logger } from 'pino'
+import { approvalStage, createApprovalGate, registerApprovalCallbacks } from './approval/plugin.js'
 import { IntrospectionVerifier } from './auth/introspection.js'
 import { authenticateHook } from './auth/plugin.js'
 import { TokenValidator, type OpaqueTokenVerifier } from './auth/token-validator.js'
 import { RedisStore } from './cache/redis.js'
+import { revealRedisConnection } from './config/redis.js'
 import { MemoryStore, type SharedStore } from './cache/store.js'
 import type { RuntimeConfig, RuntimeRoute } from './config/load.js'
 import { newContext } from './context.js'
@@ -28,6 +30,8 @@ import { CredentialBroker } from './exchange/broker.js'
 import { credentialStage } from './exchange/plugin.js'
 import { buildEgressServer } from './egress/plugin.js'
 import { checkMcpRequest, registerJsonBodyParser, registerResourceMetadata } from './mcp/plugin.js'
+import { modernStage } from './modern/plugin.js'
+import { UpstreamSessions } from './modern/sessions.js'
 import { buildAdminServer, type ReadinessCheck } from './observability/admin.js'
 import { auditRecord } from './observability/audit.js'
 import { createMetrics, type Metrics } from './observability/metrics.js'
@@ -80,7 +84,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
   const store =
     deps.store ??
     (config.cache.redis
-      ? new RedisStore({ url: config.cache.redis.url.reveal(), keyPrefix: config.cache.redis.keyPrefix, commandTimeoutMs: config.cache.redis.commandTimeoutMs, logger, metrics })
+      ? new RedisStore({ target: revealRedisConnection(config.cache.redis.connection), keyPrefix: config.cache.redis.keyPrefix, commandTimeoutMs: config.cache.redis.commandTimeoutMs, logger, metrics })
       : new MemoryStore())
   if (store instanceof RedisStore) await store.waitReady(2000)
   const introspecting = [...config.issuers.values()].some((i) => i.validation !== 'jwt')
@@ -140,12 +144,16 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
   const authenticate = authenticateHook(validator, metrics)
   const gate = config.server.authFailures && addressGate(new AddressFailures(config.server.authFailures.limit, config.server.authFailures.perMs), metrics)
   const policies = createPolicyEngine(config, logger, metrics)
-  const decide = policies ? [policyStage(policies, metrics, { rawArguments: config.policies!.rawArguments, ...(deps.now ? { now: deps.now } : {}) })] : []
+  // Human approval (docs/approvals.md): only where some issuer has an approval channel.
+  const approvals = policies ? createApprovalGate(config, { store, registry: metrics.registry, discover: (name) => validator.keys.get(name)!.discover(), encryptionKey: config.cache.redis?.encryptionKey && Buffer.from(config.cache.redis.encryptionKey.reveal(), 'base64'), ...(deps.now ? { now: deps.now } : {}) }) : undefined
+  if (approvals) registerApprovalCallbacks(app, approvals)
+  const decide = policies ? [policyStage(policies, metrics, { rawArguments: config.policies!.rawArguments, approvals: approvals !== undefined, ...(deps.now ? { now: deps.now } : {}) })] : []
   // Rate limits live in policy documents; shared through Redis when configured, else per replica.
-  if (policies) decide.push(limitStage(policies, store instanceof RedisStore ? new RedisLimiter(store.client) : new MemoryLimiter(), metrics, { onRedisDown: config.policies!.limitsOnRedisDown, logger }))
+  if (policies) decide.push(limitStage(policies, store instanceof RedisStore ? new RedisLimiter(store.client, { oneSlot: store.mode === 'cluster' }) : new MemoryLimiter(), metrics, { onRedisDown: config.policies!.limitsOnRedisDown, logger }))
   const sessions = new SessionRegistry(store, config.sessions.ttlMs)
   const checkSession = checkSessionHook(sessions)
   const sessionObserver = observeSessions(sessions)
+  const upstreamSessions = new UpstreamSessions(store, config.sessions.ttlMs)
   const broker = new CredentialBroker({
     issuers: config.issuers,
     discover: (name) => validator.keys.get(name)!.discover(),
@@ -168,7 +176,10 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     }
     // API routes: no MCP parsing, no sessions, no MCP policy; request.gw.http is kept for HTTP policies.
     const mcp = route.kind === 'mcp'
-    const preHandler = [...(mcp ? [checkMcpRequest, checkSession, ...decide] : []), ...(deps.stages?.(route) ?? []), ...credentialStage(broker, route)]
+    // 2026-07-28 requests are answered last, through the gateway's upstream session (gateway/modern/).
+    const modern = mcp ? [modernStage({ route, target, sessions: upstreamSessions, metrics })] : []
+    // A held call is asked for after rate limits, so an agent cannot flood a user's phone.
+    const preHandler = [...(mcp ? [checkMcpRequest, checkSession, ...decide, ...(approvals ? [approvalStage(approvals, route)] : [])] : []), ...(deps.stages?.(route) ?? []), ...credentialStage(broker, route), ...modern]
     const onRequest = gate ? [gate.gate, authenticate, gate.pass] : [authenticate]
     await registerRouteProxy(app, route, { onRequest, preHandler, onUpstreamResponse: mcp ? [sessionObserver] : [] }, metrics, target)
     // 2024-11-05 HTTP+SSE clients: each of their messages is replayed through the route above.

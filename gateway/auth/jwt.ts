@@ -3,11 +3,11 @@
  * made without a key runs before the signature check, so malformed or foreign tokens cost
  * nothing and never cause a JWKS fetch.
  */
-import { compactVerify, errors as joseErrors } from 'jose'
 import type { RuntimeIssuer } from '../config/load.js'
 import { GatewayError, type Reason } from '../errors.js'
 import { decodeUtf8Strict, parseStrictJson } from '../lib/strict-json.js'
 import type { IssuerKeys } from './jwks.js'
+import { JwsError, verifyCompactJws } from './jws-verify.js'
 import { principalFromClaims, type Principal } from './principal.js'
 
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
@@ -111,9 +111,9 @@ export async function verifyAccessToken(token: string, decoded: DecodedJwt, ctx:
   const kid = header.kid as string | undefined
   const key = await ctx.keys.keyFor(kid, alg)
   try {
-    await compactVerify(token, key, { algorithms: [alg] })
+    verifyCompactJws(token, alg, key)
   } catch (e) {
-    if (e instanceof joseErrors.JOSEError) throw invalid('auth-signature', `signature: ${e.code}`)
+    if (e instanceof JwsError) throw invalid('auth-signature', `signature: ${e.code}`)
     throw invalid('auth-signature', 'signature verification failed')
   }
   return { principal: principalFromClaims('jwt', ctx.issuer, claims), kid, keyGeneration: ctx.keys.generation }
@@ -140,6 +140,10 @@ function checkClaims(c: Record<string, unknown>, ctx: VerifyContext): void {
   if (aud.includes(clientId)) throw invalid('auth-type', 'aud is a client id (ID token)')
   checkAudience(aud, issuer, ctx.resource)
   if (c.scope !== undefined && typeof c.scope !== 'string') throw invalid('auth-invalid', 'scope is not a string')
+  // RAR-01 (RFC 9396 §2, §9.1): an array of objects each with a string type, or the token is malformed.
+  if (c.authorization_details !== undefined && !(Array.isArray(c.authorization_details) && c.authorization_details.every((d) => !!d && typeof d === 'object' && !Array.isArray(d) && typeof (d as { type?: unknown }).type === 'string' && (d as { type: string }).type !== ''))) {
+    throw invalid('auth-invalid', 'authorization_details is malformed')
+  }
   // A sender-constrained token (DPoP jkt, mTLS x5t#S256) presented as a plain bearer is a
   // downgrade (RFC 9449 §7.1); without proof-of-possession support it is refused.
   if (c.cnf !== undefined) throw invalid('auth-invalid', 'sender-constrained token presented as bearer')

@@ -34,8 +34,10 @@ export class MemoryStore implements SharedStore {
   }
 
   async setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean> {
-    if ((await this.get(key)) !== undefined) return false
-    await this.set(key, value, ttlMs)
+    // Check and set without yielding, so concurrent callers cannot all win (like Redis SET NX).
+    const e = this.#data.get(key)
+    if (e && e.expiresAt > Date.now()) return false
+    if (ttlMs > 0) this.#data.set(key, { value, expiresAt: Date.now() + ttlMs })
     return true
   }
 

@@ -9,6 +9,7 @@ import { ConfigError, type ConfigProblem } from '../errors.js'
 import { GatewayConfigSchema, type GatewayConfigInput, type IssuerInput, type RouteInput, type SecretSourceInput } from './schema.js'
 import { normalizeCredentials, type RuntimeCredentials } from './credentials.js'
 import { normalizeEgress, type RuntimeEgress } from './egress.js'
+import { normalizeRedisConnection, type RuntimeRedis } from './redis.js'
 import { resolveSecret, Secret } from './secrets.js'
 import { parseDuration, parseSize } from './units.js'
 import { parseYamlSource, problemAt, validateAgainst, type YamlSource } from './yaml-source.js'
@@ -34,6 +35,18 @@ export interface RuntimeIssuer {
   readonly validation: 'jwt' | 'introspection' | 'both'
   readonly introspection: RuntimeIntrospection
   readonly jwks: { readonly cooldownMs: number; readonly maxAgeMs: number; readonly maxStaleMs: number; readonly timeoutMs: number }
+  readonly approval: RuntimeApproval | undefined
+}
+
+export interface RuntimeApproval {
+  readonly channel: 'ciba' | 'webhook'
+  readonly backchannelEndpoint: string | undefined
+  readonly loginHintClaim: string
+  readonly scope: string
+  readonly intervalMs: number
+  readonly timeoutMs: number
+  readonly exchangeSubject: 'caller' | 'approved'
+  readonly webhook: { readonly url: string; readonly secret: Secret; readonly maxSkewMs: number } | undefined
 }
 
 export interface RuntimeIntrospection {
@@ -84,6 +97,8 @@ export interface RuntimeRoute {
   readonly allowAddresses: readonly string[]
   /** Also serve 2024-11-05 HTTP+SSE clients at <path>/sse and <path>/message (gateway/legacy/). */
   readonly legacyClients?: boolean
+  /** MCP routes: how 2026-07-28 clients are served (gateway/modern/); undefined = caller. */
+  readonly modernClients?: 'caller' | 'request' | 'native' | 'refuse'
 }
 
 /**
@@ -141,7 +156,7 @@ export interface RuntimeConfig {
   readonly routes: readonly RuntimeRoute[]
   /** The egress listener for the MCP server's own API calls (docs/egress.md). */
   readonly egress: RuntimeEgress | undefined
-  readonly cache: { readonly redis: { readonly url: Secret; readonly keyPrefix: string; readonly commandTimeoutMs: number; readonly encryptionKey: Secret | undefined } | undefined }
+  readonly cache: { readonly redis: RuntimeRedis | undefined }
   readonly logging: { readonly level: string }
   readonly sessions: { readonly ttlMs: number }
   /** Policy engine settings; undefined = no policy stage (every authenticated call forwarded). */
@@ -213,6 +228,8 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
     if (dupPath) problems.push(problemAt(src, at('path'), `duplicate route path "${r.path}" (first at routes[${seenPaths.get(r.path)}])`))
     seenPaths.set(r.path, i)
     if (r.path.startsWith('/.well-known/')) problems.push(problemAt(src, at('path'), 'a route path may not be under /.well-known/'))
+    // Bridges speak legacy revisions only: a 2026-07-28 request forwarded to one as is could only fail.
+    if (r.modernClients === 'native' && !r.upstream.url) problems.push(problemAt(src, at('modernClients'), 'modernClients: native needs a Streamable HTTP upstream (url) that speaks 2026-07-28; sse and stdio upstreams are bridged (use caller or request)'))
     r.issuers.forEach((name, j) => {
       if (!issuers.has(name)) problems.push(problemAt(src, at('issuers', j), `unknown issuer "${name}" (known: ${[...issuers.keys()].join(', ')})`))
     })
@@ -234,9 +251,8 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
   let redis: RuntimeConfig['cache']['redis']
   if (input.cache.redis) {
     const r = input.cache.redis
-    const resolved = typeof r.url === 'string' ? resolveSecret({ value: r.url }, baseDir, env) : resolveSecret(r.url, baseDir, env)
-    if (!resolved.ok) problems.push(problemAt(src, ['cache', 'redis', 'url'], resolved.message))
-    else redis = { url: resolved.secret, keyPrefix: r.keyPrefix, commandTimeoutMs: parseDuration(r.commandTimeout), encryptionKey: encryptionKey(src, r.encryptionKey, baseDir, env, problems) }
+    const connection = normalizeRedisConnection(r, { src, baseDir, env, problems, warnings })
+    if (connection) redis = { connection, keyPrefix: r.keyPrefix, commandTimeoutMs: parseDuration(r.commandTimeout), encryptionKey: encryptionKey(src, r.encryptionKey, baseDir, env, problems) }
     if (redis && !redis.encryptionKey && routes.some((rt) => rt.credentials?.strategies.some((st) => st.kind === 'token-exchange' || st.kind === 'identity-chaining' || st.kind === 'client-credentials'))) {
       problems.push(problemAt(src, ['cache', 'redis'], 'no encryptionKey: tokens issued for upstreams are cached per replica only, not in Redis', 'warning'))
     }
@@ -336,6 +352,7 @@ function normalizeIssuer(src: YamlSource, name: string, iss: IssuerInput, baseDi
     client: normalizeClient(src, name, iss, baseDir, env, problems, warnings),
     validation: iss.validation,
     introspection,
+    approval: normalizeApproval(src, name, iss, baseDir, env, problems, warnings),
     jwks: {
       cooldownMs: parseDuration(iss.jwks.cooldown),
       maxAgeMs: parseDuration(iss.jwks.maxAge),
@@ -343,6 +360,27 @@ function normalizeIssuer(src: YamlSource, name: string, iss: IssuerInput, baseDi
       timeoutMs: parseDuration(iss.jwks.timeout),
     },
   }
+}
+
+function normalizeApproval(src: YamlSource, name: string, iss: IssuerInput, baseDir: string, env: NodeJS.ProcessEnv, problems: ConfigProblem[], warnings: string[]): RuntimeApproval | undefined {
+  const a = iss.approval
+  if (!a) return undefined
+  const at = (...p: string[]) => ['issuers', name, 'approval', ...p]
+  if (a.channel === 'ciba' && !iss.client) problems.push(problemAt(src, at('channel'), 'ciba needs client credentials (issuers.<name>.client): mcp-warden is the CIBA client'))
+  if (a.channel === 'ciba' && !a.scope.split(' ').includes('openid')) problems.push(problemAt(src, at('scope'), 'a CIBA request must include the openid scope'))
+  if (a.channel === 'webhook' && a.exchangeSubject === 'approved') problems.push(problemAt(src, at('exchangeSubject'), 'exchangeSubject: approved needs the ciba channel (a webhook approval issues no token)'))
+  if (a.channel === 'webhook' && !a.webhook) problems.push(problemAt(src, at('channel'), 'webhook needs approval.webhook (url, secret)'))
+  let webhook: RuntimeApproval['webhook']
+  if (a.webhook) {
+    const r = resolveSecret(a.webhook.secret, baseDir, env)
+    if (!r.ok) problems.push(problemAt(src, at('webhook', 'secret'), r.message))
+    else {
+      if (r.inline) warnings.push(`issuers.${name}.approval.webhook.secret is written inline; use fromEnv or fromFile outside development`)
+      if (r.secret.reveal().length < 32) problems.push(problemAt(src, at('webhook', 'secret'), 'the webhook secret must be at least 32 characters'))
+      webhook = { url: a.webhook.url, secret: r.secret, maxSkewMs: parseDuration(a.webhook.maxSkew) }
+    }
+  }
+  return { channel: a.channel, backchannelEndpoint: a.backchannelEndpoint, loginHintClaim: a.loginHintClaim, scope: a.scope, intervalMs: parseDuration(a.interval), timeoutMs: parseDuration(a.timeout), exchangeSubject: a.exchangeSubject, webhook }
 }
 
 function normalizeIntrospection(src: YamlSource, name: string, iss: IssuerInput, problems: ConfigProblem[], warnings: string[]): RuntimeIntrospection {
@@ -446,6 +484,7 @@ function normalizeRoute(src: YamlSource, r: RouteInput, i: number, origin: strin
     bodyLimit: parseSize(r.bodyLimit),
     streams: { maxDurationMs: parseDuration(r.streams.maxDuration), maxPerCaller: r.streams.maxPerCaller },
     legacyClients: legacyClientsOf(src, r, i, problems),
+    modernClients: r.modernClients,
   }
 }
 

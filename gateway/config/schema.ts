@@ -37,6 +37,49 @@ const Listen = Type.Object(
   Strict,
 )
 
+const RedisNode = Type.Object(
+  {
+    host: Type.String({ minLength: 1, description: 'Host name or address.' }),
+    port: Type.Integer({ minimum: 1, maximum: 65535, description: 'TCP port.' }),
+  },
+  Strict,
+)
+
+/** Sentinel and Cluster connections (docs/deployment.md#scaling-out-and-redis); ioredis options by the same names. */
+const RedisHaFields = {
+  sentinels: Type.Optional(
+    Type.Array(RedisNode, { minItems: 1, description: 'Redis Sentinel: the sentinels to ask for the current master (list at least two in production). Needs name.' }),
+  ),
+  name: Type.Optional(Type.String({ minLength: 1, description: 'Master group name the sentinels monitor (the name in `sentinel monitor <name> …`). Only with sentinels.' })),
+  sentinelUsername: Type.Optional(Type.String({ minLength: 1, description: 'ACL user for the sentinels. Only with sentinels.' })),
+  sentinelPassword: Type.Optional(Type.Union([SecretSource], { description: 'Password of the sentinels (requirepass of sentinel.conf). Only with sentinels.' })),
+  cluster: Type.Optional(
+    Type.Object(
+      {
+        nodes: Type.Array(RedisNode, { minItems: 1, description: 'Some nodes of the cluster to discover it from (the others are learned from CLUSTER SLOTS).' }),
+        maxRedirections: Type.Integer({ minimum: 1, maximum: 64, default: 16, description: 'MOVED/ASK redirections followed per command. Default 16.' }),
+      },
+      { ...Strict, description: 'Redis Cluster. Every read and write goes to the master of its slot; rate-limit budgets share one hash slot (docs/limits.md).' },
+    ),
+  ),
+  username: Type.Optional(Type.String({ minLength: 1, description: 'ACL user on the Redis data nodes. Only with sentinels or cluster (a url carries its own).' })),
+  password: Type.Optional(Type.Union([SecretSource], { description: 'Password of the Redis data nodes. Only with sentinels or cluster (a url carries its own).' })),
+  tls: Type.Optional(
+    Type.Object(
+      {
+        ca: Type.Optional(Type.Union([SecretSource], { description: 'PEM of the CA that signed the Redis certificates; default: the system roots.' })),
+        serverName: Type.Optional(Type.String({ minLength: 1, description: 'Name checked in the Redis certificates (SNI), when it differs from the host.' })),
+      },
+      { ...Strict, description: 'TLS to the data nodes and, with sentinels, to the sentinels too. Only with sentinels or cluster (a url says rediss://).' },
+    ),
+  ),
+  natMap: Type.Optional(
+    Type.Record(Type.String({ pattern: '^[^:]+:[0-9]+$' }), RedisNode, {
+      description: 'Address rewriting for nodes announced under addresses the gateway cannot reach (Docker, NAT): "announced-host:port" → {host, port}. Only with sentinels or cluster.',
+    }),
+  ),
+}
+
 /** mcp-warden's own client registration at an AS, used for introspection and token requests. */
 export const OAuthClientSchema = Type.Object(
   {
@@ -106,6 +149,36 @@ export const IssuerSchema = Type.Object(
         ),
       },
       { ...Strict, default: {}, description: 'RFC 7662 introspection settings, used when validation is introspection or both.' },
+    ),
+    approval: Type.Optional(
+      Type.Object(
+        {
+          channel: Type.Union([Type.Literal('ciba'), Type.Literal('webhook')], {
+            description: 'ciba: OpenID CIBA poll mode at this AS, as mcp-warden (`client`, granted urn:openid:params:grant-type:ciba). webhook: a signed POST to `webhook.url`, decided by a signed callback.',
+          }),
+          backchannelEndpoint: Type.Optional(Type.String({ ...HttpUrl, description: 'ciba: backchannel_authentication_endpoint. Default: from discovery.' })),
+          loginHintClaim: Type.String({ minLength: 1, default: 'sub', description: 'ciba: the caller token claim sent as login_hint. Default sub.' }),
+          scope: Type.String({ minLength: 1, default: 'openid', description: 'ciba: scope of the backchannel request (must include openid). Default openid.' }),
+          interval: Type.String({ ...Duration, default: '5s', description: 'ciba: polling interval when the AS names none (CIBA §7.3 default 5s); an `interval` from the AS and slow_down (+5s) always win.' }),
+          timeout: Type.String({ ...Duration, default: '5s', description: 'Timeout of one request to the AS or the webhook. Default 5s.' }),
+          exchangeSubject: Type.Union([Type.Literal('caller'), Type.Literal('approved')], {
+            default: 'caller',
+            description:
+              "ciba: the subject_token of the route's token exchange for an approved call. caller (default): the caller's token, as for any call. approved: the token the AS issued for the approval (it carries the approved authorization_details), so the upstream credential derives from the approval; needs cache.redis.encryptionKey to work across replicas.",
+          }),
+          webhook: Type.Optional(
+            Type.Object(
+              {
+                url: Type.Union([HttpUrl], { description: 'Where approval requests are POSTed (signed).' }),
+                secret: Type.Union([SecretSource], { description: 'HMAC-SHA256 key signing requests and verifying callbacks (at least 32 characters).' }),
+                maxSkew: Type.String({ ...Duration, default: '5m', description: 'Callbacks whose signed timestamp is further from now are refused. Default 5m.' }),
+              },
+              Strict,
+            ),
+          ),
+        },
+        { ...Strict, description: 'How require-approval policy rules reach the user of this issuer (docs/approvals.md).' },
+      ),
     ),
     jwks: Type.Object(
       {
@@ -278,6 +351,11 @@ export const RouteSchema = Type.Object(
       }),
     ),
     credentials: Type.Optional(CredentialsSchema),
+    modernClients: Type.Union([Type.Literal('caller'), Type.Literal('request'), Type.Literal('native'), Type.Literal('refuse')], {
+      default: 'caller',
+      description:
+        'How clients speaking MCP 2026-07-28 (stateless, Mcp-Method/Mcp-Name headers) are served. caller (default): the gateway opens one upstream session per caller and route and bridges to the revision the upstream speaks. request: a fresh upstream session per request. native: the upstream speaks 2026-07-28 itself; requests are checked and forwarded. refuse: 400 UnsupportedProtocolVersionError listing the other versions. See docs/transports.md.',
+    }),
   },
   { ...Strict, description: 'One protected endpoint: a path on the gateway in front of one upstream MCP server (or plain HTTP API with kind: api).' },
 )
@@ -366,7 +444,10 @@ export const GatewayConfigSchema = Type.Object(
         redis: Type.Optional(
           Type.Object(
             {
-              url: Type.Union([Type.String({ pattern: '^rediss?://' }), SecretSource], { description: 'redis:// or rediss:// URL, or a secret reference holding one.' }),
+              url: Type.Optional(
+                Type.Union([Type.String({ pattern: '^rediss?://' }), SecretSource], { description: 'A single Redis: redis:// or rediss:// URL, or a secret reference holding one. Set exactly one of url, sentinels, cluster.' }),
+              ),
+              ...RedisHaFields,
               keyPrefix: Type.String({ default: 'mcpw:', description: 'Prefix for every key the gateway writes. Default mcpw:' }),
               commandTimeout: Type.String({ ...Duration, default: '250ms', description: 'A Redis command slower than this counts as a miss. Default 250ms.' }),
               encryptionKey: Type.Optional(

@@ -16,7 +16,9 @@ export function credentialStage(broker: CredentialBroker, route: RuntimeRoute): 
       // The auth stage already accepted this header; read again rather than keep the token in request.gw.
       const cred = extractCredential(request.raw.rawHeaders, Number.MAX_SAFE_INTEGER)
       if (cred.kind !== 'bearer') return
-      const obtained = await broker.obtain(route, { principal, token: cred.token })
+      // An approved call may use the token the AS issued for the approval as the subject instead
+      // (approval.exchangeSubject: approved), so the upstream credential carries the approval.
+      const obtained = await broker.obtain(route, { principal, token: request.gw.approval?.approvedToken ?? cred.token })
       if (!obtained) return
       request.gw.upstreamHeaders = { ...request.gw.upstreamHeaders, ...obtained.headers }
       request.gw.credential = obtained.record

@@ -8,6 +8,7 @@ import type { RuntimeConfig, RuntimeRoute } from '../config/load.js'
 import { PRM_WELL_KNOWN } from '../config/load.js'
 import { GatewayError } from '../errors.js'
 import { parseMcpBody, targetName } from './jsonrpc.js'
+import { checkBridgeable, checkModernMessage, declaredVersion, DEFAULT_MODERN_MODE, isModernVersion, MODERN_PROTOCOL_VERSIONS, unsupportedVersion } from './modern.js'
 import { DEFAULT_PROTOCOL_VERSION, SESSION_ID, SUPPORTED_PROTOCOL_VERSIONS } from './protocol.js'
 import { METADATA_MAX_AGE_SECONDS, protectedResourceMetadata } from './resource-metadata.js'
 
@@ -72,16 +73,30 @@ const accepts = (accept: string | undefined, type: string): boolean =>
   })
 
 /** preHandler: the MCP checks every request passes after authentication. */
-export async function checkMcpRequest(request: FastifyRequest, _reply: FastifyReply): Promise<void> {
+export async function checkMcpRequest(request: FastifyRequest, reply: FastifyReply): Promise<void> {
   const raw = request.raw.rawHeaders
-  const sessionId = singleHeader(raw, 'mcp-session-id')
-  if (sessionId !== undefined && !SESSION_ID.test(sessionId)) throw new GatewayError('GW_MCP_INVALID_REQUEST', { detail: 'malformed session id' })
+  const rawSessionId = singleHeader(raw, 'mcp-session-id')
   const versionHeader = singleHeader(raw, 'mcp-protocol-version')
+  const mode = request.gw.route?.modernClients ?? DEFAULT_MODERN_MODE
+  let modern = false
   if (versionHeader !== undefined && !(SUPPORTED_PROTOCOL_VERSIONS as readonly string[]).includes(versionHeader)) {
-    throw new GatewayError('GW_MCP_UNSUPPORTED_VERSION', { detail: 'unsupported protocol version', description: `Supported versions: ${SUPPORTED_PROTOCOL_VERSIONS.join(', ')}` })
+    if (mode === 'refuse' || !(MODERN_PROTOCOL_VERSIONS as readonly string[]).includes(versionHeader)) {
+      // The error answers the request it refuses: a dual-era client matches it by id.
+      request.gw.mcp = { body: { messages: [], batch: false }, raw: Buffer.alloc(0), protocolVersion: DEFAULT_PROTOCOL_VERSION, sessionId: undefined, method: undefined, target: undefined, rpcId: request.method === 'POST' ? rpcIdHint(request.body) : undefined }
+      throw unsupportedVersion(versionHeader, mode)
+    }
+    modern = true
   }
-  singleHeader(raw, 'mcp-method')
-  singleHeader(raw, 'mcp-name')
+  // 2026-07-28 has no sessions: a session id from such a client is ignored, never checked or forwarded (V26-06).
+  const sessionId = modern ? undefined : rawSessionId
+  if (sessionId !== undefined && !SESSION_ID.test(sessionId)) throw new GatewayError('GW_MCP_INVALID_REQUEST', { detail: 'malformed session id' })
+  const methodHeader = singleHeader(raw, 'mcp-method')
+  const nameHeader = singleHeader(raw, 'mcp-name')
+  if (modern && request.method !== 'POST') {
+    // V26-06: no GET stream and no DELETE in 2026-07-28.
+    reply.header('allow', 'POST')
+    throw new GatewayError('GW_HTTP_METHOD_NOT_ALLOWED', { detail: `${request.method} from a 2026-07-28 client` })
+  }
   const accept = request.headers.accept
 
   if (request.method === 'GET') {
@@ -120,6 +135,16 @@ export async function checkMcpRequest(request: FastifyRequest, _reply: FastifyRe
     target,
     rpcId: head.kind === 'notification' ? undefined : head.id,
   }
+  if (modern) {
+    checkModernMessage(head, { protocolVersion, method: methodHeader, name: nameHeader })
+    checkBridgeable(head, mode)
+  } else {
+    // A body that says it is 2026-07-28 under a legacy (or no) version header is a mismatch, not legacy traffic.
+    for (const m of parsed.messages) {
+      const declared = declaredVersion(m)
+      if (typeof declared === 'string' && isModernVersion(declared)) throw new GatewayError('GW_MCP_HEADER_MISMATCH', { detail: 'a 2026-07-28 body without a matching MCP-Protocol-Version header' })
+    }
+  }
   if (head.kind === 'request' && head.method === 'initialize') {
     // Session fixation (SHTTP-31): ids are minted by the server, never chosen by the client.
     if (sessionId !== undefined) throw new GatewayError('GW_MCP_INVALID_REQUEST', { detail: 'initialize with a session id' })
@@ -130,4 +155,16 @@ export async function checkMcpRequest(request: FastifyRequest, _reply: FastifyRe
 function firstVersionHint(body: Buffer): string | undefined {
   const m = /"protocolVersion"\s*:\s*"(\d{4}-\d{2}-\d{2})"/.exec(body.subarray(0, 4096).toString('latin1'))
   return m && /"method"\s*:\s*"initialize"/.test(body.subarray(0, 4096).toString('latin1')) ? m[1] : undefined
+}
+
+/** The id of a single JSON-RPC request body, if it parses; for errors raised before the body is checked. */
+function rpcIdHint(body: unknown): string | number | undefined {
+  if (!Buffer.isBuffer(body)) return undefined
+  try {
+    const parsed = parseMcpBody(body, DEFAULT_PROTOCOL_VERSION)
+    const m = parsed.messages[0]
+    return !parsed.batch && m && m.kind !== 'notification' ? m.id : undefined
+  } catch {
+    return undefined
+  }
 }

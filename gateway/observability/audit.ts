@@ -19,6 +19,8 @@ export interface AuditRecord {
   mcp: { method?: string; target?: string; rpcId?: string | number; protocolVersion?: string; session?: boolean; batch?: boolean } | undefined
   /** Policy decision: effect, policy, rule, reason, shadow decision, policy version, argument digest. */
   decision: AuditedDecision | undefined
+  /** The approval that released a held call (docs/approvals.md); its own audit lines carry the binding. */
+  approval: string | undefined
   /** Rate limit that refused the request (or let it through with Redis down). */
   rateLimit: { limit: string; outcome: string } | undefined
   streaming: boolean
@@ -53,6 +55,7 @@ export function auditRecord(request: FastifyRequest, reply: FastifyReply): Audit
       batch: mcp.body.batch || undefined,
     },
     decision: gw.decision,
+    approval: gw.approval?.approvalId,
     rateLimit: gw.rateLimit,
     streaming: gw.streaming,
     credential: gw.credential,

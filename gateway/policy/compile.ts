@@ -9,7 +9,20 @@ import type { ConfigProblem } from '../errors.js'
 import { problemAt, type YamlSource } from '../config/yaml-source.js'
 import { argMatcher, canonicalResourceUri, claimValues, covers, localTime, minutesOf, nameMatcher, parseArgPath, type ArgMatcher, type NameMatcher } from './matchers.js'
 import { parseDuration } from '../config/units.js'
+import { compileRar } from './rar.js'
 import type { EffectName, LimitKeyName, PolicyDocument, RuleInput, WhenInput } from './schema.js'
+
+/** A require-approval rule's settings, resolved (docs/approvals.md). */
+export interface CompiledApproval {
+  readonly message: string
+  readonly waitMs: number
+  readonly expiryMs: number
+  readonly windowMs: number | undefined
+  readonly details: 'arguments' | 'digest'
+  readonly type: string
+}
+
+export const DEFAULT_APPROVAL_MESSAGE = '{agent} wants to call {tool}'
 
 /** What the caller looks like to a policy; auth's Principal satisfies it. */
 export interface PolicyPrincipal {
@@ -55,6 +68,8 @@ export interface CompiledRule {
   readonly file: string
   readonly line: number
   readonly scopes: readonly string[]
+  /** require-approval only. */
+  readonly approval: CompiledApproval | undefined
   readonly routes: ReadonlySet<string> | 'all'
   readonly methods: NameMatcher | undefined
   readonly target: { kind: TargetKind; names: NameMatcher } | undefined
@@ -223,6 +238,18 @@ function compileRule(src: YamlSource, doc: PolicyDocument, rule: RuleInput, i: n
     }
   }
 
+  if (rule.effect !== 'require-approval' && rule.approval) err(at('approval'), `approval: is only for effect require-approval (this rule is ${rule.effect})`)
+  let approval: CompiledApproval | undefined
+  if (rule.effect === 'require-approval') {
+    const a = rule.approval
+    const waitMs = parseDuration(a?.wait ?? '30s')
+    const expiryMs = parseDuration(a?.expiry ?? '5m')
+    if (expiryMs < 1000) err(at('approval', 'expiry'), 'expiry must be at least 1s')
+    if (waitMs > expiryMs) warn(at('approval', 'wait'), 'wait is longer than expiry: the call is refused as expired before the wait ends')
+    if (target?.kind !== 'tool') warn(at('effect'), 'require-approval holds tools/call only; other methods it matches are refused')
+    approval = { message: a?.message ?? DEFAULT_APPROVAL_MESSAGE, waitMs, expiryMs, windowMs: a?.window === undefined ? undefined : parseDuration(a.window), details: a?.details ?? 'arguments', type: a?.type ?? 'mcp_tool_call' }
+  }
+
   const args: ArgMatcher[] = []
   for (const [key, m] of Object.entries(rule.arguments ?? {})) {
     const path = parseArgPath(key)
@@ -283,6 +310,7 @@ function compileRule(src: YamlSource, doc: PolicyDocument, rule: RuleInput, i: n
     file: src.file,
     ...lineOf(src, at()),
     scopes: rule.scopes ?? [],
+    approval,
     routes,
     methods,
     target,
@@ -351,6 +379,13 @@ function compileWhen(src: YamlSource, w: WhenInput, base: (string | number)[], c
     }
     const c = setCheck(kind, (input) => claimValues(input.principal!.claims, claim), m)
     checks.push(need((_pr, input) => c(input, 'allow')))
+  }
+  if (w.authorizationDetails) {
+    const rar = compileRar(w.authorizationDetails, (path, message) => problems.push(problemAt(src, [...base, 'authorizationDetails', ...path], message)))
+    checks.push(need((pr, input) => {
+      const why = rar.test({ details: pr.claims.authorization_details, tool: input.method === 'tools/call' ? input.name : undefined, arguments: input.arguments, listing: input.listing })
+      return why === undefined ? undefined : () => why
+    }))
   }
   if (w.time) {
     const t = w.time

@@ -13,7 +13,7 @@
  * Within one step the first rule in file-name then document order is the one reported.
  * Shadow rules take part in a second, logged-only evaluation with every rule enforced.
  */
-import { TARGET_METHODS, type CompiledRule, type EvalInput, type PolicyPrincipal, type PolicySet } from './compile.js'
+import { TARGET_METHODS, type CompiledApproval, type CompiledRule, type EvalInput, type PolicyPrincipal, type PolicySet } from './compile.js'
 import { canonicalResourceUri } from './matchers.js'
 import type { EffectName } from './schema.js'
 
@@ -34,6 +34,8 @@ export interface Decision {
   readonly reason: DecisionReason
   /** require-scopes: the scope value for the challenge. */
   readonly scopes?: readonly string[]
+  /** require-approval: how to ask. */
+  readonly approval?: CompiledApproval
   /** The decision with shadow rules enforced, when the route has shadow rules. */
   readonly shadow?: { readonly effect: EffectName; readonly policy: string | undefined; readonly ruleId: string | undefined }
 }
@@ -125,7 +127,7 @@ function decide(rules: readonly CompiledRule[], input: EvalInput, includeShadow:
     const granted = [...(input.principal?.scopes ?? [])].filter((s) => s !== 'offline_access' && !needed.has(s))
     return { effect: 'require-scopes', policy: stepUp.policy, ruleId: stepUp.id, reason: 'scope-missing', scopes: [...granted, ...needed] }
   }
-  if (approval) return { effect: 'require-approval', policy: approval.policy, ruleId: approval.id, reason: 'approval-required' }
+  if (approval) return { effect: 'require-approval', policy: approval.policy, ruleId: approval.id, reason: 'approval-required', ...(approval.approval ? { approval: approval.approval } : {}) }
   if (allow) return { effect: 'allow', policy: allow.policy, ruleId: allow.id, reason: 'rule-allowed' }
   return { effect: 'deny', policy: undefined, ruleId: undefined, reason: 'no-rule-matched' }
 }

@@ -19,6 +19,8 @@ const SEVERITY = { allow: 0, 'require-scopes': 1, 'require-approval': 2, deny: 3
 
 export interface PolicyStageOptions {
   rawArguments: boolean
+  /** An approval stage follows: a single held tools/call is handed to it instead of refused. */
+  approvals?: boolean
   now?: () => number
 }
 
@@ -65,8 +67,16 @@ export function policyStage(engine: PolicyEngine, metrics: Metrics, options: Pol
         break
       case 'require-scopes':
         throw new GatewayError('GW_AUTH_INSUFFICIENT_SCOPE', { scope: decision.scopes!.join(' '), detail })
-      case 'require-approval':
+      case 'require-approval': {
+        // Only a lone tools/call can be held and bound to one approval; anything else is refused.
+        const single = mcp.body.messages.filter((m) => m.kind !== 'response').length === 1
+        const tool = message && message.kind !== 'response' && message.method === 'tools/call' ? targetName(message) : undefined
+        if (options.approvals && single && tool !== undefined && decision.approval) {
+          gw.approval = { spec: decision.approval, tool, arguments: args ?? null, policyVersion: set.version, argumentsDigest: argumentsDigest(args ?? null) }
+          break
+        }
         throw new GatewayError('GW_POLICY_DENIED', { reason: 'policy-approval', detail })
+      }
       case 'deny':
         throw new GatewayError(message && targetName(message) === undefined ? 'GW_POLICY_METHOD_DENIED' : 'GW_POLICY_DENIED', { detail })
     }

@@ -58,6 +58,67 @@ export const TimeWindowSchema = Type.Object(
   { ...Strict, description: 'When the rule applies.' },
 )
 
+const PolicyDuration = (description: string, dflt?: string) =>
+  Type.String({ pattern: '^[0-9]+(ms|s|m|h)$', ...(dflt ? { default: dflt } : {}), description })
+
+const ArgPathRef = Type.String({ minLength: 1, description: 'A path into the tool arguments (`amount`, `order.total`).' })
+
+/** RFC 9396 transactional authorization: one field of an authorization_details object. */
+export const DetailFieldMatcherSchema = Type.Object(
+  {
+    equals: Type.Optional(Type.Union([Scalar], { description: 'The field equals this JSON scalar.' })),
+    in: Type.Optional(Type.Array(Scalar, { minItems: 1, description: 'The field equals one of these JSON scalars.' })),
+    gte: Type.Optional(Type.Number({ description: 'The field is a number (or decimal string) ≥ this.' })),
+    lte: Type.Optional(Type.Number({ description: 'The field is a number (or decimal string) ≤ this.' })),
+    equalsArgument: Type.Optional(Type.Union([ArgPathRef], { description: 'The field equals the tool argument at this path (same JSON value).' })),
+    gteArgument: Type.Optional(Type.Union([ArgPathRef], { description: 'The field is a number ≥ the tool argument at this path: an approved amount covers this call\'s amount.' })),
+    lteArgument: Type.Optional(Type.Union([ArgPathRef], { description: 'The field is a number ≤ the tool argument at this path.' })),
+    equalsTool: Type.Optional(Type.Literal(true, { description: 'The field equals the name of the called tool.' })),
+    present: Type.Optional(Type.Literal(true, { description: 'The field exists.' })),
+  },
+  { ...Strict, minProperties: 1, description: 'Conditions on one field of an authorization_details object; all must hold.' },
+)
+
+export const AuthorizationDetailsMatchSchema = Type.Object(
+  {
+    type: Type.String({ minLength: 1, description: 'The authorization details `type` (RFC 9396 §2), e.g. payment.' }),
+    fields: Type.Optional(
+      Type.Record(Type.String({ minLength: 1 }), DetailFieldMatcherSchema, {
+        minProperties: 1,
+        description: 'Field conditions by path into the authorization_details object (`amount`, `instructedAmount.amount`, `tool`).',
+      }),
+    ),
+  },
+  {
+    ...Strict,
+    description:
+      "Transactional authorization (RFC 9396): the caller's token must carry an `authorization_details` object of this type whose fields satisfy every condition, so an AS-approved transaction authorizes that transaction and no other.",
+  },
+)
+
+/** How a require-approval rule asks (docs/approvals.md). */
+export const ApprovalSchema = Type.Object(
+  {
+    message: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 200,
+        description:
+          'The binding_message the user reads on their device. Placeholders: {agent}, {tool}, {route}, {subject}, {args.<path>} (a short rendering of that argument). Default: "{agent} wants to call {tool}".',
+      }),
+    ),
+    wait: PolicyDuration('How long the call is held waiting for the decision before the client gets GW_APPROVAL_PENDING (the request stays open; retrying the same call picks it up). Default 30s.', '30s'),
+    expiry: PolicyDuration('Lifetime of the approval request (CIBA requested_expiry) and of an approval not yet used. Default 5m.', '5m'),
+    window: Type.Optional(PolicyDuration('After an approval, further calls of the same tool by the same agent for the same user run without asking again for this long (any arguments). Default: none, every call needs its own approval.')),
+    details: Type.Union([Type.Literal('arguments'), Type.Literal('digest')], {
+      default: 'arguments',
+      description: 'What the RAR authorization_details sent to the AS carry besides the argument digest: the arguments themselves (default) or only the digest.',
+    }),
+    type: Type.String({ minLength: 1, default: 'mcp_tool_call', description: 'The authorization_details type of the request. Default mcp_tool_call.' }),
+  },
+  { ...Strict, description: 'require-approval only: how the approval is asked for.' },
+)
+
 export const WhenSchema = Type.Object(
   {
     subjects: Type.Optional(ExactList('Token subjects (`sub`)')),
@@ -70,13 +131,14 @@ export const WhenSchema = Type.Object(
     groups: Type.Optional(SetMatch('groups (claim named by policies.claims.groups in gateway.yaml)')),
     roles: Type.Optional(SetMatch('roles (claim named by policies.claims.roles in gateway.yaml)')),
     time: Type.Optional(TimeWindowSchema),
+    authorizationDetails: Type.Optional(AuthorizationDetailsMatchSchema),
   },
   { ...Strict, minProperties: 1, description: 'Conditions on the caller and the clock; all must hold.' },
 )
 
 export const Effect = Type.Union([Type.Literal('allow'), Type.Literal('deny'), Type.Literal('require-scopes'), Type.Literal('require-approval')], {
   description:
-    'allow; deny (always wins); require-scopes: allowed when the token has every scope in `scopes`, otherwise 403 insufficient_scope naming them so the client steps up; require-approval: held for human approval (until that feature ships: refused with reason approval-required).',
+    'allow; deny (always wins); require-scopes: allowed when the token has every scope in `scopes`, otherwise 403 insufficient_scope naming them so the client steps up; require-approval: held until the user approves this very call on their device (CIBA or a webhook channel, docs/approvals.md); refused when no approval channel is configured.',
 })
 
 export const Mode = Type.Union([Type.Literal('enforce'), Type.Literal('shadow')], {
@@ -101,6 +163,7 @@ export const RuleSchema = Type.Object(
     ),
     when: Type.Optional(WhenSchema),
     scopes: Type.Optional(Type.Array(Type.String({ pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]+$' }), { minItems: 1, description: 'require-scopes only: the scopes the matched operation needs.' })),
+    approval: Type.Optional(ApprovalSchema),
   },
   { ...Strict, description: 'A rule matches when every condition it lists holds. Absent conditions match anything.' },
 )
@@ -142,6 +205,8 @@ export type RuleInput = Static<typeof RuleSchema>
 export type WhenInput = Static<typeof WhenSchema>
 export type ArgumentMatcherInput = Static<typeof ArgumentMatcherSchema>
 export type EffectName = Static<typeof Effect>
+export type ApprovalInput = Static<typeof ApprovalSchema>
+export type AuthorizationDetailsMatchInput = Static<typeof AuthorizationDetailsMatchSchema>
 export type LimitInput = Static<typeof LimitSchema>
 export type LimitKeyName = Static<typeof LimitKeyPart>
 

@@ -61,11 +61,14 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'mcpw-limits-'))
   writeFileSync(join(dir, 'main.yaml'), POLICY)
   redis = await startRedis()
-  a = await startStack({ redis, extra: policies(dir) })
+  // Exactness is under test here, not Redis latency: four replicas share one loaded test process,
+  // where the default 250 ms command timeout would turn slow answers into (correct) 503s and 404s.
+  const redisExtra = 'commandTimeout: 5s'
+  a = await startStack({ redis, redisExtra, extra: policies(dir) })
   ;[b, c, open] = await Promise.all([
-    startStack({ redis, as: a.as, replicaOf: a, extra: policies(dir) }),
-    startStack({ redis, as: a.as, replicaOf: a, extra: policies(dir) }),
-    startStack({ redis, as: a.as, replicaOf: a, extra: policies(dir, '\n  limits: { onRedisDown: open }') }),
+    startStack({ redis, redisExtra, as: a.as, replicaOf: a, extra: policies(dir) }),
+    startStack({ redis, redisExtra, as: a.as, replicaOf: a, extra: policies(dir) }),
+    startStack({ redis, redisExtra, as: a.as, replicaOf: a, extra: policies(dir, '\n  limits: { onRedisDown: open }') }),
   ])
 }, 60_000)
 
@@ -126,7 +129,7 @@ describe('rate limits across three replicas sharing Redis', () => {
     const limited = outcomes.filter((o) => o.status === 429)
     const overshoot = ok.length - 30
     console.log(`[rate-limits] attempts=${outcomes.length} allowed=${ok.length} limited=${limited.length} overshoot=${overshoot} upstream=${upstreamCalls(a, 'search')}`)
-    expect(ok.length + limited.length).toBe(outcomes.length)
+    expect(outcomes.filter((o) => o.status !== 200 && o.status !== 429).map((o) => `${o.status} ${o.body.slice(0, 120)}`)).toEqual([])
     expect(overshoot).toBe(0)
     // What reached the upstream is what was allowed: refused calls never left the gateway.
     expect(upstreamCalls(a, 'search')).toBe(30)

@@ -25,6 +25,18 @@ ${upstream
 const problems = configProblems
 
 describe('config / upstream transports', () => {
+  it('modernClients / defaults to caller (undefined), takes the four modes, native only for url upstreams', () => {
+    const withMode = (upstream: string, mode: string) => yaml(upstream).replace('    issuers: [corp]', `    issuers: [corp]\n    modernClients: ${mode}`)
+    expect(loadConfigText('gw.yaml', yaml('url: http://127.0.0.1:3000/mcp'), { env: {} }).config.routes[0]!.modernClients).toBe('caller')
+    for (const mode of ['caller', 'request', 'native', 'refuse']) {
+      expect(loadConfigText('gw.yaml', withMode('url: http://127.0.0.1:3000/mcp', mode), { env: {} }).config.routes[0]!.modernClients).toBe(mode)
+    }
+    expect(problems(withMode('url: http://127.0.0.1:3000/mcp', 'sometimes')).map((p) => p.path)).toEqual(['routes[0].modernClients'])
+    const native = problems(withMode('sse: http://127.0.0.1:3001/sse', 'native'))
+    expect(native.map((p) => [p.path, p.line])).toEqual([['routes[0].modernClients', 15]])
+    expect(problems(withMode('sse: http://127.0.0.1:3001/sse', 'request'))).toEqual([])
+  })
+
   it('sse / a legacy upstream is a bridged kind with defaults', () => {
     const { config } = loadConfigText('gw.yaml', yaml('sse: http://127.0.0.1:3001/sse'), { env: {} })
     expect(config.routes[0]!.upstream).toMatchObject({ kind: 'sse', url: 'http://127.0.0.1:3001/sse', maxSessions: 64, sessionIdleMs: 30 * 60_000, stdio: undefined })
