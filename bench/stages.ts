@@ -9,6 +9,7 @@ import { createPublicKey, randomUUID } from 'node:crypto'
 import { cpus } from 'node:os'
 import { compactVerify, exportJWK, generateKeyPair, SignJWT } from 'jose'
 import { pino } from 'pino'
+import { importVerifyKey, verifyCompactJws } from '../gateway/auth/jws-verify.js'
 import { tokenDigest } from '../gateway/auth/token-validator.js'
 import { LruCache } from '../gateway/cache/lru.js'
 import { parseMcpBody } from '../gateway/mcp/jsonrpc.js'
@@ -53,7 +54,9 @@ async function main(): Promise<void> {
     .setIssuedAt(now)
     .setExpirationTime(now + 3600)
     .sign(privateKey)
-  const pem = createPublicKey({ key: (await exportJWK(publicKey)) as never, format: 'jwk' })
+  const publicJwk = await exportJWK(publicKey)
+  const pem = createPublicKey({ key: publicJwk as never, format: 'jwk' })
+  const gatewayKey = importVerifyKey(publicJwk, 'RS256')
   const [h, p, s] = token.split('.') as [string, string, string]
   const inbound = {
     host: '127.0.0.1:8080',
@@ -107,6 +110,8 @@ async function main(): Promise<void> {
     await cost('audit line (pino, redaction, async destination)', 20_000, () => logger.info({ audit }, 'mcp.request')),
     await cost('RS256 verify with jose compactVerify (cold token)', 300, () => compactVerify(token, publicKey)),
     await cost('RS256 verify with node:crypto (for comparison)', 300, () => createVerify('RSA-SHA256').update(`${h}.${p}`).verify(pem, Buffer.from(s, 'base64url'))),
+    await cost("RS256 verify with the gateway's verifier (verifyCompactJws, cached KeyObject)", 300, () => verifyCompactJws(token, 'RS256', gatewayKey)),
+    await cost('RS256 key import from JWK (importVerifyKey, once per JWKS key)', 300, () => importVerifyKey({ ...publicJwk }, 'RS256')),
   ]
   process.stdout.write(`Per-operation CPU on ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}\n\n| stage | CPU µs/op |\n|---|---:|\n`)
   for (const [name, us] of rows) process.stdout.write(`| ${name} | ${us.toFixed(2)} |\n`)

@@ -20,6 +20,7 @@ import { IntrospectionVerifier } from './auth/introspection.js'
 import { authenticateHook } from './auth/plugin.js'
 import { TokenValidator, type OpaqueTokenVerifier } from './auth/token-validator.js'
 import { RedisStore } from './cache/redis.js'
+import { revealRedisConnection } from './config/redis.js'
 import { MemoryStore, type SharedStore } from './cache/store.js'
 import type { RuntimeConfig, RuntimeRoute } from './config/load.js'
 import { newContext } from './context.js'
@@ -42,7 +43,8 @@ import { AddressFailures } from './limits/failures.js'
 import { addressGate, limitStage } from './limits/plugin.js'
 import { RedisLimiter } from './limits/redis.js'
 import { restUnder } from './proxy/path.js'
-import { registerRouteProxy } from './proxy/plugin.js'
+import { originCheckFor, registerRouteProxy } from './proxy/plugin.js'
+import { registerLegacyClients, servesLegacyClients } from './legacy/plugin.js'
 import { SessionRegistry } from './session/binding.js'
 import { checkSessionHook, observeSessions } from './session/plugin.js'
 
@@ -82,7 +84,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
   const store =
     deps.store ??
     (config.cache.redis
-      ? new RedisStore({ url: config.cache.redis.url.reveal(), keyPrefix: config.cache.redis.keyPrefix, commandTimeoutMs: config.cache.redis.commandTimeoutMs, logger, metrics })
+      ? new RedisStore({ target: revealRedisConnection(config.cache.redis.connection), keyPrefix: config.cache.redis.keyPrefix, commandTimeoutMs: config.cache.redis.commandTimeoutMs, logger, metrics })
       : new MemoryStore())
   if (store instanceof RedisStore) await store.waitReady(2000)
   const introspecting = [...config.issuers.values()].some((i) => i.validation !== 'jwt')
@@ -147,7 +149,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
   if (approvals) registerApprovalCallbacks(app, approvals)
   const decide = policies ? [policyStage(policies, metrics, { rawArguments: config.policies!.rawArguments, approvals: approvals !== undefined, ...(deps.now ? { now: deps.now } : {}) })] : []
   // Rate limits live in policy documents; shared through Redis when configured, else per replica.
-  if (policies) decide.push(limitStage(policies, store instanceof RedisStore ? new RedisLimiter(store.client) : new MemoryLimiter(), metrics, { onRedisDown: config.policies!.limitsOnRedisDown, logger }))
+  if (policies) decide.push(limitStage(policies, store instanceof RedisStore ? new RedisLimiter(store.client, { oneSlot: store.mode === 'cluster' }) : new MemoryLimiter(), metrics, { onRedisDown: config.policies!.limitsOnRedisDown, logger }))
   const sessions = new SessionRegistry(store, config.sessions.ttlMs)
   const checkSession = checkSessionHook(sessions)
   const sessionObserver = observeSessions(sessions)
@@ -178,7 +180,10 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     const modern = mcp ? [modernStage({ route, target, sessions: upstreamSessions, metrics })] : []
     // A held call is asked for after rate limits, so an agent cannot flood a user's phone.
     const preHandler = [...(mcp ? [checkMcpRequest, checkSession, ...decide, ...(approvals ? [approvalStage(approvals, route)] : [])] : []), ...(deps.stages?.(route) ?? []), ...credentialStage(broker, route), ...modern]
-    await registerRouteProxy(app, route, { onRequest: gate ? [gate.gate, authenticate, gate.pass] : [authenticate], preHandler, onUpstreamResponse: mcp ? [sessionObserver] : [] }, metrics, target)
+    const onRequest = gate ? [gate.gate, authenticate, gate.pass] : [authenticate]
+    await registerRouteProxy(app, route, { onRequest, preHandler, onUpstreamResponse: mcp ? [sessionObserver] : [] }, metrics, target)
+    // 2024-11-05 HTTP+SSE clients: each of their messages is replayed through the route above.
+    if (servesLegacyClients(route)) await registerLegacyClients(app, route, { onRequest: [originCheckFor(route), ...onRequest], sessions, metrics, logger })
   }
   const egress = config.egress
     ? await buildEgressServer(config.egress, {

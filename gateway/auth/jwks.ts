@@ -5,15 +5,14 @@
  * across replicas when the store is Redis, so a flood of made-up kids cannot hammer the AS.
  */
 import { createHash } from 'node:crypto'
-import { importJWK, type JWK } from 'jose'
+import type { JWK } from 'jose'
 import type { Logger } from 'pino'
 import type { SharedStore } from '../cache/store.js'
 import type { RuntimeIssuer } from '../config/load.js'
 import { GatewayError } from '../errors.js'
 import { fetchJson, FetchError } from '../lib/fetch-json.js'
 import type { Metrics } from '../observability/metrics.js'
-
-type VerifyKey = Awaited<ReturnType<typeof importJWK>>
+import { importVerifyKey, type JwsVerifyKey } from './jws-verify.js'
 
 interface KeySet {
   keys: Map<string, JWK>
@@ -48,7 +47,7 @@ const FAMILY: Record<string, (jwk: JWK) => boolean> = {
 /** RFC 8725 §3.1: the key found by kid must be one meant for the header's algorithm. */
 export function keyMatchesAlg(jwk: JWK, alg: string): boolean {
   if (jwk.use !== undefined && jwk.use !== 'sig') return false
-  if (jwk.key_ops !== undefined && !jwk.key_ops.includes('verify')) return false
+  if (jwk.key_ops !== undefined && !(Array.isArray(jwk.key_ops) && jwk.key_ops.includes('verify'))) return false
   if (jwk.alg !== undefined) return jwk.alg === alg
   const check = FAMILY[alg] ?? FAMILY[alg.slice(0, 2)]
   return check ? check(jwk) : false
@@ -67,7 +66,7 @@ export class IssuerKeys {
   readonly #now: () => number
   readonly #storeKey: string
   readonly #lockKey: string
-  readonly #imported = new Map<string, VerifyKey>()
+  readonly #imported = new Map<string, JwsVerifyKey>()
   #set: KeySet | undefined
   #metadata: IssuerMetadata | undefined
   #lastOriginAttempt = -Infinity
@@ -110,7 +109,7 @@ export class IssuerKeys {
    * The verification key for a token header. Throws GW_AUTH_INVALID_TOKEN for keys that do
    * not exist or do not fit the algorithm, GW_AUTH_UNAVAILABLE when no usable key set exists.
    */
-  async keyFor(kid: string | undefined, alg: string): Promise<VerifyKey> {
+  async keyFor(kid: string | undefined, alg: string): Promise<JwsVerifyKey> {
     if (!this.ready()) {
       // Stale or never loaded: try the origin now (once per cooldown), so service resumes on the
       // first request after the AS recovers instead of waiting for a background refresh.
@@ -131,7 +130,7 @@ export class IssuerKeys {
     let key = this.#imported.get(cacheKey)
     if (!key) {
       try {
-        key = await importJWK(jwk, alg)
+        key = importVerifyKey(jwk, alg)
       } catch {
         throw new GatewayError('GW_AUTH_INVALID_TOKEN', { reason: 'auth-unknown-key', detail: 'key cannot be imported for alg' })
       }

@@ -3,11 +3,11 @@
  * made without a key runs before the signature check, so malformed or foreign tokens cost
  * nothing and never cause a JWKS fetch.
  */
-import { compactVerify, errors as joseErrors } from 'jose'
 import type { RuntimeIssuer } from '../config/load.js'
 import { GatewayError, type Reason } from '../errors.js'
 import { decodeUtf8Strict, parseStrictJson } from '../lib/strict-json.js'
 import type { IssuerKeys } from './jwks.js'
+import { JwsError, verifyCompactJws } from './jws-verify.js'
 import { principalFromClaims, type Principal } from './principal.js'
 
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
@@ -111,9 +111,9 @@ export async function verifyAccessToken(token: string, decoded: DecodedJwt, ctx:
   const kid = header.kid as string | undefined
   const key = await ctx.keys.keyFor(kid, alg)
   try {
-    await compactVerify(token, key, { algorithms: [alg] })
+    verifyCompactJws(token, alg, key)
   } catch (e) {
-    if (e instanceof joseErrors.JOSEError) throw invalid('auth-signature', `signature: ${e.code}`)
+    if (e instanceof JwsError) throw invalid('auth-signature', `signature: ${e.code}`)
     throw invalid('auth-signature', 'signature verification failed')
   }
   return { principal: principalFromClaims('jwt', ctx.issuer, claims), kid, keyGeneration: ctx.keys.generation }

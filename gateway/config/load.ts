@@ -9,6 +9,7 @@ import { ConfigError, type ConfigProblem } from '../errors.js'
 import { GatewayConfigSchema, type GatewayConfigInput, type IssuerInput, type RouteInput, type SecretSourceInput } from './schema.js'
 import { normalizeCredentials, type RuntimeCredentials } from './credentials.js'
 import { normalizeEgress, type RuntimeEgress } from './egress.js'
+import { normalizeRedisConnection, type RuntimeRedis } from './redis.js'
 import { resolveSecret, Secret } from './secrets.js'
 import { parseDuration, parseSize } from './units.js'
 import { parseYamlSource, problemAt, validateAgainst, type YamlSource } from './yaml-source.js'
@@ -94,6 +95,8 @@ export interface RuntimeRoute {
   readonly credentials: RuntimeCredentials | undefined
   /** egress only: loopback/private/link-local ranges (CIDR) the target may resolve to. */
   readonly allowAddresses: readonly string[]
+  /** Also serve 2024-11-05 HTTP+SSE clients at <path>/sse and <path>/message (gateway/legacy/). */
+  readonly legacyClients?: boolean
   /** MCP routes: how 2026-07-28 clients are served (gateway/modern/); undefined = caller. */
   readonly modernClients?: 'caller' | 'request' | 'native' | 'refuse'
 }
@@ -155,7 +158,7 @@ export interface RuntimeConfig {
   readonly routes: readonly RuntimeRoute[]
   /** The egress listener for the MCP server's own API calls (docs/egress.md). */
   readonly egress: RuntimeEgress | undefined
-  readonly cache: { readonly redis: { readonly url: Secret; readonly keyPrefix: string; readonly commandTimeoutMs: number; readonly encryptionKey: Secret | undefined } | undefined }
+  readonly cache: { readonly redis: RuntimeRedis | undefined }
   readonly logging: { readonly level: string }
   readonly sessions: { readonly ttlMs: number }
   /** Policy engine settings; undefined = no policy stage (every authenticated call forwarded). */
@@ -241,13 +244,17 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
     seenMetadata.set(route.metadataPath, i)
     routes.push(route)
   })
+  // A route's legacy client paths (gateway/legacy/) must not shadow another route.
+  routes.forEach((r, i) => {
+    if (!r.legacyClients) return
+    for (const p of [`${r.path}/sse`, `${r.path}/message`]) if (seenPaths.has(p)) problems.push(problemAt(src, ['routes', i, 'legacyClients'], `${p} is already the path of routes[${seenPaths.get(p)}]`))
+  })
 
   let redis: RuntimeConfig['cache']['redis']
   if (input.cache.redis) {
     const r = input.cache.redis
-    const resolved = typeof r.url === 'string' ? resolveSecret({ value: r.url }, baseDir, env) : resolveSecret(r.url, baseDir, env)
-    if (!resolved.ok) problems.push(problemAt(src, ['cache', 'redis', 'url'], resolved.message))
-    else redis = { url: resolved.secret, keyPrefix: r.keyPrefix, commandTimeoutMs: parseDuration(r.commandTimeout), encryptionKey: encryptionKey(src, r.encryptionKey, baseDir, env, problems) }
+    const connection = normalizeRedisConnection(r, { src, baseDir, env, problems, warnings })
+    if (connection) redis = { connection, keyPrefix: r.keyPrefix, commandTimeoutMs: parseDuration(r.commandTimeout), encryptionKey: encryptionKey(src, r.encryptionKey, baseDir, env, problems) }
     if (redis && !redis.encryptionKey && routes.some((rt) => rt.credentials?.strategies.some((st) => st.kind === 'token-exchange' || st.kind === 'identity-chaining' || st.kind === 'client-credentials'))) {
       problems.push(problemAt(src, ['cache', 'redis'], 'no encryptionKey: tokens issued for upstreams are cached per replica only, not in Redis', 'warning'))
     }
@@ -502,8 +509,14 @@ function normalizeRoute(src: YamlSource, r: RouteInput, i: number, origin: strin
     allowedOrigins: new Set(r.allowedOrigins),
     bodyLimit: parseSize(r.bodyLimit),
     streams: { maxDurationMs: parseDuration(r.streams.maxDuration), maxPerCaller: r.streams.maxPerCaller },
+    legacyClients: legacyClientsOf(src, r, i, problems),
     modernClients: r.modernClients,
   }
+}
+
+function legacyClientsOf(src: YamlSource, r: RouteInput, i: number, problems: ConfigProblem[]): boolean {
+  if (r.legacyClients && r.kind !== 'mcp') problems.push(problemAt(src, ['routes', i, 'legacyClients'], 'legacyClients applies to MCP routes only'))
+  return r.legacyClients === true
 }
 
 function deepFreeze<T>(o: T): T {

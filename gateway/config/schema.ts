@@ -37,6 +37,49 @@ const Listen = Type.Object(
   Strict,
 )
 
+const RedisNode = Type.Object(
+  {
+    host: Type.String({ minLength: 1, description: 'Host name or address.' }),
+    port: Type.Integer({ minimum: 1, maximum: 65535, description: 'TCP port.' }),
+  },
+  Strict,
+)
+
+/** Sentinel and Cluster connections (docs/deployment.md#scaling-out-and-redis); ioredis options by the same names. */
+const RedisHaFields = {
+  sentinels: Type.Optional(
+    Type.Array(RedisNode, { minItems: 1, description: 'Redis Sentinel: the sentinels to ask for the current master (list at least two in production). Needs name.' }),
+  ),
+  name: Type.Optional(Type.String({ minLength: 1, description: 'Master group name the sentinels monitor (the name in `sentinel monitor <name> …`). Only with sentinels.' })),
+  sentinelUsername: Type.Optional(Type.String({ minLength: 1, description: 'ACL user for the sentinels. Only with sentinels.' })),
+  sentinelPassword: Type.Optional(Type.Union([SecretSource], { description: 'Password of the sentinels (requirepass of sentinel.conf). Only with sentinels.' })),
+  cluster: Type.Optional(
+    Type.Object(
+      {
+        nodes: Type.Array(RedisNode, { minItems: 1, description: 'Some nodes of the cluster to discover it from (the others are learned from CLUSTER SLOTS).' }),
+        maxRedirections: Type.Integer({ minimum: 1, maximum: 64, default: 16, description: 'MOVED/ASK redirections followed per command. Default 16.' }),
+      },
+      { ...Strict, description: 'Redis Cluster. Every read and write goes to the master of its slot; rate-limit budgets share one hash slot (docs/limits.md).' },
+    ),
+  ),
+  username: Type.Optional(Type.String({ minLength: 1, description: 'ACL user on the Redis data nodes. Only with sentinels or cluster (a url carries its own).' })),
+  password: Type.Optional(Type.Union([SecretSource], { description: 'Password of the Redis data nodes. Only with sentinels or cluster (a url carries its own).' })),
+  tls: Type.Optional(
+    Type.Object(
+      {
+        ca: Type.Optional(Type.Union([SecretSource], { description: 'PEM of the CA that signed the Redis certificates; default: the system roots.' })),
+        serverName: Type.Optional(Type.String({ minLength: 1, description: 'Name checked in the Redis certificates (SNI), when it differs from the host.' })),
+      },
+      { ...Strict, description: 'TLS to the data nodes and, with sentinels, to the sentinels too. Only with sentinels or cluster (a url says rediss://).' },
+    ),
+  ),
+  natMap: Type.Optional(
+    Type.Record(Type.String({ pattern: '^[^:]+:[0-9]+$' }), RedisNode, {
+      description: 'Address rewriting for nodes announced under addresses the gateway cannot reach (Docker, NAT): "announced-host:port" → {host, port}. Only with sentinels or cluster.',
+    }),
+  ),
+}
+
 /** mcp-warden's own client registration at an AS, used for introspection and token requests. */
 export const OAuthClientSchema = Type.Object(
   {
@@ -307,6 +350,12 @@ export const RouteSchema = Type.Object(
       },
       { ...Strict, default: {}, description: 'Limits on long-lived server-sent-event streams.' },
     ),
+    legacyClients: Type.Optional(
+      Type.Boolean({
+        description:
+          'Also serve 2024-11-05 HTTP+SSE clients: GET <path>/sse opens the stream, whose endpoint event names <path>/message?sessionId=… (bound to the caller). Every message passes the same pipeline. Default false. See docs/transports.md.',
+      }),
+    ),
     credentials: Type.Optional(CredentialsSchema),
     modernClients: Type.Union([Type.Literal('caller'), Type.Literal('request'), Type.Literal('native'), Type.Literal('refuse')], {
       default: 'caller',
@@ -402,7 +451,10 @@ export const GatewayConfigSchema = Type.Object(
         redis: Type.Optional(
           Type.Object(
             {
-              url: Type.Union([Type.String({ pattern: '^rediss?://' }), SecretSource], { description: 'redis:// or rediss:// URL, or a secret reference holding one.' }),
+              url: Type.Optional(
+                Type.Union([Type.String({ pattern: '^rediss?://' }), SecretSource], { description: 'A single Redis: redis:// or rediss:// URL, or a secret reference holding one. Set exactly one of url, sentinels, cluster.' }),
+              ),
+              ...RedisHaFields,
               keyPrefix: Type.String({ default: 'mcpw:', description: 'Prefix for every key the gateway writes. Default mcpw:' }),
               commandTimeout: Type.String({ ...Duration, default: '250ms', description: 'A Redis command slower than this counts as a miss. Default 250ms.' }),
               encryptionKey: Type.Optional(

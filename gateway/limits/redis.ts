@@ -5,8 +5,11 @@
  * budget (field = slice number, value = count). EVALSHA first; EVAL when the script is not
  * cached (Redis restarted or flushed).
  *
- * Keys of one request may live on different Redis Cluster slots; mcp-warden supports a single
- * Redis (with replicas/Sentinel), as cache/ does.
+ * Redis Cluster runs a script only when all its keys hash to one slot, and a request's budgets
+ * (per subject, per tool, per route…) hash anywhere. With `oneSlot` every budget key carries the
+ * hash tag `{rl}`, so all budgets live on one slot (one shard): exact and atomic across budgets,
+ * at the price of that shard doing all limiter work. Without it (one server, Sentinel) key names
+ * stay `rl:<digest>` as before.
  */
 import { createHash } from 'node:crypto'
 import { LimiterUnavailable, SLICES, type Charge, type Limiter, type Verdict } from './window.js'
@@ -63,6 +66,11 @@ end
 return {1, 0, 0}
 `
 
+/** `rl:<digest>` → `{rl}:<digest>`: the tag is what Redis Cluster hashes (keyPrefix has no braces). */
+export function slotKey(key: string): string {
+  return `{rl}:${key.startsWith('rl:') ? key.slice(3) : key}`
+}
+
 const SHA = createHash('sha1').update(LIMIT_SCRIPT).digest('hex')
 
 /** The part of an ioredis client this needs (key prefixing included). */
@@ -73,11 +81,17 @@ export interface ScriptClient {
 
 export class RedisLimiter implements Limiter {
   readonly kind = 'redis' as const
-  constructor(private readonly client: ScriptClient) {}
+  readonly #oneSlot: boolean
+  constructor(
+    private readonly client: ScriptClient,
+    o: { oneSlot?: boolean } = {},
+  ) {
+    this.#oneSlot = o.oneSlot ?? false
+  }
 
   async consume(charges: readonly Charge[]): Promise<Verdict> {
     if (charges.length === 0) return { allowed: true }
-    const keys = charges.map((c) => c.key)
+    const keys = charges.map((c) => (this.#oneSlot ? slotKey(c.key) : c.key))
     const args = charges.flatMap((c) => [c.max, c.perMs, c.cost])
     let reply: unknown
     try {

@@ -100,7 +100,7 @@ function chain<H extends onRequestHookHandler | preHandlerHookHandler>(hooks: H[
   return run as unknown as H
 }
 
-const originCheckFor =
+export const originCheckFor =
   (route: RuntimeRoute): onRequestHookHandler =>
   async (request, reply) => {
     const origin = request.headers.origin

@@ -16,6 +16,8 @@ export interface Backend {
   /** POST requests currently forwarded to it. */
   postsInFlight: number
   served: number
+  /** POST requests it accepted and then lost (error or cut response): what a crash costs. */
+  lostPosts: number
   /** Skipped until this time after a refused connection. */
   downUntil: number
 }
@@ -30,7 +32,7 @@ export interface Balancer {
 }
 
 export async function startBalancer(backendPorts: number[], port = 0): Promise<Balancer> {
-  const backends: Backend[] = backendPorts.map((p) => ({ port: p, inFlight: 0, postsInFlight: 0, served: 0, downUntil: 0 }))
+  const backends: Backend[] = backendPorts.map((p) => ({ port: p, inFlight: 0, postsInFlight: 0, served: 0, lostPosts: 0, downUntil: 0 }))
   let next = 0
   const sockets = new Set<Socket>()
   const lb: Balancer = { url: '', port: 0, backends, failedAfterSend: 0, close: async () => undefined }
@@ -52,6 +54,9 @@ export async function startBalancer(backendPorts: number[], port = 0): Promise<B
     const backend = b
     const post = req.method === 'POST'
     let counted = false
+    const lost = () => {
+      if (counted && post) backend.lostPosts++
+    }
     const done = () => {
       if (!counted) return
       counted = false
@@ -72,8 +77,14 @@ export async function startBalancer(backendPorts: number[], port = 0): Promise<B
       if (typeof (res as ServerResponse & { flushHeaders?: () => void }).flushHeaders === 'function') res.flushHeaders()
       ur.pipe(res)
       ur.once('close', done)
-      ur.once('aborted', () => res.destroy())
-      ur.once('error', () => res.destroy())
+      ur.once('aborted', () => {
+        lost()
+        res.destroy()
+      })
+      ur.once('error', () => {
+        lost()
+        res.destroy()
+      })
     })
     up.on('error', (e: NodeJS.ErrnoException) => {
       if (!counted && e.code === 'ECONNREFUSED') {
@@ -81,6 +92,7 @@ export async function startBalancer(backendPorts: number[], port = 0): Promise<B
         forward(req, res, body, attempt + 1)
         return
       }
+      lost()
       done()
       lb.failedAfterSend++
       if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' }).end('backend failed')

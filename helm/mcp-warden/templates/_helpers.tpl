@@ -57,8 +57,36 @@ routes: {{- toYaml .Values.gateway.routes | nindent 2 }}
 {{- if .Values.redis.enabled }}
 cache:
   redis:
+    {{- if .Values.redis.sentinel.nodes }}
+    sentinels: {{- toYaml .Values.redis.sentinel.nodes | nindent 6 }}
+    name: {{ required "redis.sentinel.name is required with redis.sentinel.nodes" .Values.redis.sentinel.name | quote }}
+    {{- if .Values.redis.sentinelPasswordSecret.name }}
+    sentinelPassword:
+      fromEnv: MCP_WARDEN_REDIS_SENTINEL_PASSWORD
+    {{- end }}
+    {{- else if .Values.redis.cluster.nodes }}
+    cluster:
+      nodes: {{- toYaml .Values.redis.cluster.nodes | nindent 8 }}
+    {{- else }}
     url:
       fromEnv: MCP_WARDEN_REDIS_URL
+    {{- end }}
+    {{- if or .Values.redis.sentinel.nodes .Values.redis.cluster.nodes }}
+    {{- with .Values.redis.username }}
+    username: {{ . | quote }}
+    {{- end }}
+    {{- if .Values.redis.passwordSecret.name }}
+    password:
+      fromEnv: MCP_WARDEN_REDIS_PASSWORD
+    {{- end }}
+    {{- if .Values.redis.tls.enabled }}
+    tls:
+      {{- with .Values.redis.tls.serverName }}
+      serverName: {{ . | quote }}
+      {{- else }} {}
+      {{- end }}
+    {{- end }}
+    {{- end }}
     keyPrefix: {{ .Values.redis.keyPrefix | quote }}
     commandTimeout: {{ .Values.redis.commandTimeout }}
 {{- end }}
@@ -86,11 +114,28 @@ logging:
     - name: NODE_ENV
       value: production
     {{- if .Values.redis.enabled }}
+    {{- if or .Values.redis.sentinel.nodes .Values.redis.cluster.nodes }}
+    {{- with .Values.redis.passwordSecret }}{{ if .name }}
+    - name: MCP_WARDEN_REDIS_PASSWORD
+      valueFrom:
+        secretKeyRef:
+          name: {{ .name }}
+          key: {{ .key }}
+    {{- end }}{{ end }}
+    {{- if .Values.redis.sentinel.nodes }}{{ with .Values.redis.sentinelPasswordSecret }}{{ if .name }}
+    - name: MCP_WARDEN_REDIS_SENTINEL_PASSWORD
+      valueFrom:
+        secretKeyRef:
+          name: {{ .name }}
+          key: {{ .key }}
+    {{- end }}{{ end }}{{ end }}
+    {{- else }}
     - name: MCP_WARDEN_REDIS_URL
       valueFrom:
         secretKeyRef:
           name: {{ required "redis.existingSecret.name is required when redis.enabled" .Values.redis.existingSecret.name }}
           key: {{ .Values.redis.existingSecret.key }}
+    {{- end }}
     {{- end }}
     {{- range .Values.secretEnv }}
     - name: {{ .name }}

@@ -23,17 +23,30 @@ const everythingOn: Values = {
   podAnnotations: { team: 'platform' },
 }
 
+const sentinelValues: Values = {
+  redis: {
+    enabled: true,
+    sentinel: { name: 'mymaster', nodes: [{ host: 'redis-sentinel-0.redis-sentinel', port: 26379 }, { host: 'redis-sentinel-1.redis-sentinel', port: 26379 }] },
+    passwordSecret: { name: 'redis-auth', key: 'password' },
+    sentinelPasswordSecret: { name: 'redis-auth', key: 'sentinel-password' },
+    tls: { enabled: true, serverName: 'redis.internal' },
+  },
+}
+const clusterValues: Values = { redis: { enabled: true, cluster: { nodes: [{ host: 'redis-cluster-0.redis-cluster', port: 6379 }] }, passwordSecret: { name: 'redis-auth', key: 'password' } } }
+
 /** Every manifest set we ship: chart renders with default and example values, kustomize builds, examples. */
 const SETS: Record<string, () => Manifest[]> = {
   'chart defaults': () => chart.render().manifests,
   'chart ingress example': () => chart.render([example('ingress')]).manifests,
   'chart sidecar example': () => chart.render([example('sidecar')]).manifests,
   'chart everything enabled': () => chart.render([everythingOn]).manifests,
+  'chart redis sentinel': () => chart.render([sentinelValues]).manifests,
+  'chart redis cluster': () => chart.render([clusterValues]).manifests,
   'kustomize base': () => kustomizeBuild(join(KUSTOMIZE_DIR, 'base')),
   'kustomize overlay ingress': () => kustomizeBuild(join(KUSTOMIZE_DIR, 'overlays', 'ingress')),
   'kustomize overlay sidecar': () => kustomizeBuild(join(KUSTOMIZE_DIR, 'overlays', 'sidecar')),
 }
-const ENV = { MCP_WARDEN_REDIS_URL: 'redis://redis:6379', MCP_WARDEN_CORP_CLIENT_SECRET: 's3cret' }
+const ENV = { MCP_WARDEN_REDIS_URL: 'redis://redis:6379', MCP_WARDEN_CORP_CLIENT_SECRET: 's3cret', MCP_WARDEN_REDIS_PASSWORD: 'pw', MCP_WARDEN_REDIS_SENTINEL_PASSWORD: 'spw' }
 
 const pods = (ms: Manifest[]) => ms.filter((m) => m.kind === 'Deployment') as Obj[]
 const warden = (d: Obj) => (d.spec.template.spec.containers as Obj[]).find((c) => c.name === 'mcp-warden')
@@ -109,6 +122,26 @@ describe('chart', () => {
     expect(manifests.filter((m) => m.kind === 'Secret')).toEqual([])
   })
 
+  it('redis.sentinel / redis.cluster become cache.redis sentinels or cluster, passwords as secretKeyRefs, no URL', () => {
+    const s = chart.render([sentinelValues]).manifests
+    const { config } = loadConfigText('gateway.yaml', gatewayYaml(s), { env: ENV })
+    expect(config.cache.redis!.connection).toMatchObject({
+      mode: 'sentinel',
+      name: 'mymaster',
+      sentinels: [{ host: 'redis-sentinel-0.redis-sentinel', port: 26379 }, { host: 'redis-sentinel-1.redis-sentinel', port: 26379 }],
+      tls: { serverName: 'redis.internal' },
+    })
+    const env = warden(pods(s)[0]!)!.env as Obj[]
+    expect(env.map((e) => e.name)).not.toContain('MCP_WARDEN_REDIS_URL')
+    expect(env.find((e) => e.name === 'MCP_WARDEN_REDIS_PASSWORD')!.valueFrom.secretKeyRef).toEqual({ name: 'redis-auth', key: 'password' })
+    expect(env.find((e) => e.name === 'MCP_WARDEN_REDIS_SENTINEL_PASSWORD')!.valueFrom.secretKeyRef).toEqual({ name: 'redis-auth', key: 'sentinel-password' })
+    expect(gatewayYaml(s)).toMatch(/ password:\n\s+fromEnv: MCP_WARDEN_REDIS_PASSWORD\n/)
+    expect(gatewayYaml(s)).toMatch(/ sentinelPassword:\n\s+fromEnv: MCP_WARDEN_REDIS_SENTINEL_PASSWORD\n/)
+    const c = chart.render([clusterValues]).manifests
+    expect(loadConfigText('gateway.yaml', gatewayYaml(c), { env: ENV }).config.cache.redis!.connection).toMatchObject({ mode: 'cluster', nodes: [{ host: 'redis-cluster-0.redis-cluster', port: 6379 }] })
+    expect((warden(pods(c)[0]!)!.env as Obj[]).map((e) => e.name)).not.toContain('MCP_WARDEN_REDIS_SENTINEL_PASSWORD')
+  })
+
   it('sidecar mode puts the MCP server in the pod, targets mcp-warden from the Service and forwards on localhost', () => {
     const { manifests } = chart.render([example('sidecar')])
     const d = pods(manifests)[0]!
@@ -161,6 +194,9 @@ describe('values.schema.json (helm install refuses bad values)', () => {
     ['no routes', { gateway: { routes: [] } }],
     ['bad duration', { gateway: { shutdownGrace: '20 seconds' } }],
     ['redis enabled without a secret', { redis: { enabled: true } }],
+    ['redis sentinel without a master name', { redis: { enabled: true, sentinel: { nodes: [{ host: 's', port: 26379 }] } } }],
+    ['redis sentinel and cluster at once', { redis: { enabled: true, sentinel: { name: 'm', nodes: [{ host: 's', port: 26379 }] }, cluster: { nodes: [{ host: 'c', port: 6379 }] } } }],
+    ['redis cluster node without a port', { redis: { enabled: true, cluster: { nodes: [{ host: 'c' }] } } }],
     ['secretEnv without a key', { secretEnv: [{ name: 'X', secretName: 'y' }] }],
     ['secret env name with a dash', { secretEnv: [{ name: 'MY-SECRET', secretName: 'y', key: 'k' }] }],
     ['sidecar mode without an app image', { mode: 'sidecar' }],
@@ -176,5 +212,7 @@ describe('values.schema.json (helm install refuses bad values)', () => {
     expect(() => chart.values()).not.toThrow()
     expect(() => chart.values(example('ingress'))).not.toThrow()
     expect(() => chart.values(example('sidecar'))).not.toThrow()
+    expect(() => chart.values(sentinelValues)).not.toThrow()
+    expect(() => chart.values(clusterValues)).not.toThrow()
   })
 })

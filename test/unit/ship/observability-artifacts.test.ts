@@ -2,13 +2,17 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { parse } from 'yaml'
+import { approvalMetrics } from '../../../gateway/approval/metrics.js'
 import { createMetrics } from '../../../gateway/observability/metrics.js'
 
 const DEPLOY = join(import.meta.dirname, '..', '..', '..', 'deploy')
 const HISTOGRAM_SERIES = /_(bucket|sum|count)$/
 
 async function exportedNames(): Promise<Set<string>> {
-  const metrics = await createMetrics().registry.getMetricsAsJSON()
+  // The approval stage registers its own metrics on the gateway's registry.
+  const { registry } = createMetrics()
+  approvalMetrics(registry)
+  const metrics = await registry.getMetricsAsJSON()
   const names = new Set<string>()
   for (const m of metrics) {
     names.add(m.name)
