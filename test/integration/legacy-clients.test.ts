@@ -20,10 +20,13 @@ import { startLegacySseServer, type LegacySseServer } from '../helpers/legacy-ss
 import { waitFor } from '../helpers/process.js'
 import { INIT, listenerYaml, MCP_HEADERS, parseChallenge, type Stack, startStack } from '../helpers/stack.js'
 
+const ROOT = join(import.meta.dirname, '..', '..')
+const STDIO_SERVER = join(ROOT, 'demo', 'mcp-stdio-server.ts')
+
 const POLICY = `apiVersion: mcp-warden/v1
 kind: Policy
 name: legacy-clients
-routes: [alpha, legacy]
+routes: [alpha, legacy, local]
 rules:
   - id: lifecycle
     effect: allow
@@ -52,6 +55,13 @@ routes:
   - { name: alpha, path: /mcp/alpha, upstream: { url: ${c.alpha} }, issuers: [demo], scopesSupported: [tools.read], legacyClients: true }
   - { name: legacy, path: /mcp/legacy, upstream: { sse: ${legacy.url} }, issuers: [demo], scopesSupported: [tools.read], legacyClients: true }
   - { name: beta, path: /mcp/beta, upstream: { url: ${c.beta} }, issuers: [demo] }
+  - name: local
+    path: /mcp/local
+    upstream:
+      stdio: { command: ${JSON.stringify(process.execPath)}, args: [--import, tsx, ${JSON.stringify(STDIO_SERVER)}], env: { MCP_DEMO_NAME: local }, cwd: ${JSON.stringify(ROOT)}, mode: per-session }
+    issuers: [demo]
+    scopesSupported: [tools.read]
+    legacyClients: true
 policies:
   dir: ${dir}
   watch: false
@@ -252,6 +262,19 @@ describe.each(['alpha', 'legacy'])('legacy HTTP+SSE client → gateway → %s up
     const get = await fetch(`${s.url}/mcp/${route}/message?sessionId=x`, { headers: { accept: 'text/event-stream' } })
     expect(get.status).toBe(405)
     expect(upstreamCount(route)).toBe(before)
+  })
+})
+
+describe('legacy HTTP+SSE client → gateway → stdio upstream', () => {
+  it('LEG-02 / LEG-04 / the same pipeline in front of a stdio program: tools/list filtered, allowed and denied calls', async () => {
+    const { client } = await connect('local')
+    const { tools } = await client.listTools()
+    expect(tools.map((t) => t.name).sort()).toEqual(['add', 'count_slowly', 'search'])
+    expect((await client.callTool({ name: 'add', arguments: { a: 40, b: 2 } })).content).toEqual([{ type: 'text', text: '42' }])
+    const err = await client.callTool({ name: 'delete_repo', arguments: { repo: 'x' } }).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(McpError)
+    expect((err as McpError).message).toContain('Forbidden by gateway policy')
+    await client.close()
   })
 })
 
