@@ -146,7 +146,7 @@ async function main(): Promise<void> {
     if (b.status !== 0) throw new Error('npm run build failed')
   }
   const work = mkdtempSync(join(tmpdir(), 'mcp-warden-bench-'))
-  const [upPort, directPort, barePort, gwPort, adminPort, hpPlain, hpJwt] = await Promise.all(Array.from({ length: 7 }, () => freePort()))
+  const [upPort, directPort, barePort, dispatchPort, gwPort, adminPort, hpPlain, hpJwt] = await Promise.all(Array.from({ length: 8 }, () => freePort()))
 
   const resource = `http://127.0.0.1:${gwPort}/mcp/bench`
   const sseResource = `http://127.0.0.1:${gwPort}/mcp/sse`
@@ -166,7 +166,8 @@ async function main(): Promise<void> {
   const upstream = startService('upstream', pinned(loadCore, node('bench/servers/upstream.mjs')), { env: { PORT: String(upPort), SSE_EVENTS: String(SSE_EVENTS) } })
   const direct = startService('direct', pinned(sutCore, node('bench/servers/upstream.mjs')), { env: { PORT: String(directPort), SSE_EVENTS: String(SSE_EVENTS) } })
   const bare = startService('bare', pinned(sutCore, node('bench/servers/bare-proxy.mjs')), { env: { PORT: String(barePort), UPSTREAM: `http://127.0.0.1:${upPort}` } })
-  services.push(upstream, direct, bare)
+  const bareDispatch = startService('bare-dispatch', pinned(sutCore, node('bench/servers/bare-dispatch.mjs')), { env: { PORT: String(dispatchPort), UPSTREAM: `http://127.0.0.1:${upPort}` } })
+  services.push(upstream, direct, bare, bareDispatch)
   // A gateway process from a compiled tree (dist/gateway, or a --baseline copy of an older one),
   // with its audit log in a file. Both share one public URL, so the same tokens serve both.
   const publicUrl = `http://127.0.0.1:${gwPort}`
@@ -207,6 +208,7 @@ async function main(): Promise<void> {
     waitForPort(upstream, upPort!),
     waitForPort(direct, directPort!),
     waitForPort(bare, barePort!),
+    waitForPort(bareDispatch, dispatchPort!),
     waitForPort(gateway, gwPort!),
     ...baselines.map((b) => waitForPort(b.service, b.port)),
     ...(haproxy ? [waitForPort(haproxy, hpPlain!), waitForPort(haproxy, hpJwt!)] : []),
@@ -223,6 +225,7 @@ async function main(): Promise<void> {
   const targets: Target[] = [
     { name: 'direct', sut: direct, url: at(directPort!, '/mcp', '/sse') },
     { name: 'bare', sut: bare, url: at(barePort!, '/mcp/bench', '/mcp/sse') },
+    { name: 'bare-dispatch', sut: bareDispatch, url: at(dispatchPort!, '/mcp/bench', '/mcp/sse') },
     { name: 'gateway', sut: gateway, url: at(gwPort!, '/mcp/bench', '/mcp/sse') },
     { name: 'gateway-opaque', sut: gateway, url: at(gwPort!, '/mcp/opaque', '/mcp/sse'), token: opaqueToken, jsonScript: opaqueScript, noSse: true },
     ...baselines.map((b) => ({ name: b.name, sut: b.service, url: at(b.port, '/mcp/bench', '/mcp/sse') })),
@@ -452,6 +455,10 @@ function report(r: ReportInput): string {
     push(`| ${t} | ${vs(rps, 'direct')} | ${vs(rps, 'bare')} | ${vs(cpu, 'direct')} | ${vs(cpu, 'bare')} | ${vs(p99, 'direct')} | ${vs(p99, 'bare')} | ${vs(rss, 'direct')} | ${vs(rss, 'bare')} |`)
   }
 
+  if (r.targets.includes('bare-dispatch') && r.targets.includes('gateway')) {
+    const vs = (f: (s: Sample) => number) => ratio(medianRatio(stat('gateway', r.json, f), stat('bare-dispatch', r.json, f)))
+    push('', `The security stages on the same forwarding path (gateway ÷ bare-dispatch, same rounds): CPU/req ${vs(cpu)}, req/s ${vs(rps)}, p99 ${vs(p99)}, RSS ${vs(rss)}.`)
+  }
   for (const b of r.targets.filter((t) => t.startsWith('gw@'))) {
     const vs = (f: (s: Sample) => number) => ratio(medianRatio(stat('gateway', r.json, f), stat(b, r.json, f)))
     push('', `gateway (this tree) against ${b}, same rounds: req/s ${vs(rps)}, CPU/req ${vs(cpu)}, p99 ${vs(p99)}, RSS ${vs(rss)}.`)

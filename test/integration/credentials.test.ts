@@ -130,12 +130,16 @@ describe('token exchange and chains (client_secret_basic, Redis)', () => {
     }
     expect(s.as.counters.tokenExchange - before).toBe(1)
     expect(bearersSeen(s.alpha)).toHaveLength(1)
-    // Eight misses in memory, coalesced into one Redis lookup and one exchange (single flight).
-    expect(await cache('memory', 'miss')).toBe(memMiss + 8)
+    // The misses in memory (all eight, unless one arrives after the token is cached) are coalesced
+    // into one Redis lookup and one exchange (single flight).
+    const misses = (await cache('memory', 'miss')) - memMiss
+    const hits = (await cache('memory', 'hit')) - memHit
+    expect(misses).toBeGreaterThanOrEqual(2)
+    expect(misses + hits).toBe(8)
     expect(await cache('shared', 'miss')).toBe(sharedMiss + 1)
     expect((await post(s, 'alpha', token)).status).toBe(200)
     expect(s.as.counters.tokenExchange - before).toBe(1)
-    expect(await cache('memory', 'hit')).toBe(memHit + 1)
+    expect(await cache('memory', 'hit')).toBe(memHit + hits + 1)
 
     const bob = await s.token({ subject: 'bob' })
     expect((await post(s, 'alpha', bob)).status).toBe(200)
