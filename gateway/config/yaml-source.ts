@@ -23,6 +23,17 @@ export interface YamlSource {
 
 const ajv = new Ajv({ allErrors: true, useDefaults: true, coerceTypes: false, strict: false, removeAdditional: false })
 addFormats(ajv)
+// ajv-formats' `uri` is RFC 3986 syntax; the gateway parses URLs with WHATWG URL, which refuses
+// some of those (`https://:host`). A URL the gateway cannot parse is refused here, with a position,
+// instead of failing later in normalisation.
+ajv.addFormat('uri', (s: string) => {
+  try {
+    const u = new URL(s)
+    return !/^(https?|wss?|rediss?):$/.test(u.protocol) || u.host !== ''
+  } catch {
+    return false
+  }
+})
 const compiled = new WeakMap<TSchema, ValidateFunction>()
 
 /**
