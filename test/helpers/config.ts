@@ -11,3 +11,14 @@ export const configProblems = (text: string, env: NodeJS.ProcessEnv = {}): Confi
   }
   return []
 }
+
+/** The start of most unit-test configs: listeners and one issuer, `corp` (its entry may go on). */
+export const CONFIG_HEAD = `server:
+  publicUrl: https://gw.example.com
+  listen: { port: 8080 }
+admin:
+  listen: { port: 9090 }
+issuers:
+  corp:
+    issuer: https://as.example.com
+`

@@ -16,7 +16,7 @@ import { ConfigError, isGatewayError } from '../../gateway/errors.js'
 import { argumentsDigest } from '../../gateway/policy/digest.js'
 import { compileRar } from '../../gateway/policy/rar.js'
 import { Registry } from 'prom-client'
-import { configProblems } from '../helpers/config.js'
+import { CONFIG_HEAD, configProblems } from '../helpers/config.js'
 import { compile } from './policy/helpers.js'
 
 const binding = (over: Partial<ApprovalBinding> = {}): ApprovalBinding => ({
@@ -270,15 +270,7 @@ describe('RAR condition (policy/rar.ts)', () => {
 })
 
 describe('approval configuration and policy compilation', () => {
-  const gateway = (approval: string, client = '') => `server:
-  publicUrl: https://gw.example.com
-  listen: { port: 8080 }
-admin:
-  listen: { port: 9090 }
-issuers:
-  corp:
-    issuer: https://as.example.com
-${client}    approval: ${approval}
+  const gateway = (approval: string, client = '') => `${CONFIG_HEAD}${client}    approval: ${approval}
 routes:
   - { name: alpha, path: /mcp/alpha, upstream: { url: http://127.0.0.1:3000/mcp }, issuers: [corp] }
 `

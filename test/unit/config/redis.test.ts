@@ -3,17 +3,9 @@ import { loadConfigText } from '../../../gateway/config/load.js'
 import { revealRedisConnection } from '../../../gateway/config/redis.js'
 import { redisClientOptions } from '../../../gateway/cache/redis.js'
 import { slotKey } from '../../../gateway/limits/redis.js'
-import { configProblems } from '../../helpers/config.js'
+import { CONFIG_HEAD, configProblems } from '../../helpers/config.js'
 
-const BASE = `server:
-  publicUrl: https://gw.example.com
-  listen: { port: 8080 }
-admin:
-  listen: { port: 9090 }
-issuers:
-  corp:
-    issuer: https://as.example.com
-routes:
+const BASE = `${CONFIG_HEAD}routes:
   - name: alpha
     path: /mcp/alpha
     upstream: { url: http://127.0.0.1:3000/mcp }

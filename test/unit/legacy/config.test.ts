@@ -1,16 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import { loadConfigText } from '../../../gateway/config/load.js'
-import { configProblems } from '../../helpers/config.js'
+import { CONFIG_HEAD, configProblems } from '../../helpers/config.js'
 
-const yaml = (route: string) => `server:
-  publicUrl: https://gw.example.com
-  listen: { port: 8080 }
-admin:
-  listen: { port: 9090 }
-issuers:
-  corp:
-    issuer: https://as.example.com
-routes:
+const yaml = (route: string) => `${CONFIG_HEAD}routes:
   - name: tools
     issuers: [corp]
 ${route
