@@ -26,7 +26,9 @@ export interface PolicyStageOptions {
 
 export function policyStage(engine: PolicyEngine, metrics: Metrics, options: PolicyStageOptions) {
   const now = options.now ?? Date.now
-  return async function decide(request: FastifyRequest, _reply: FastifyReply): Promise<void> {
+  // Synchronous: nothing here waits, and the stage chain (proxy/plugin.ts) runs a stage that
+  // returns no promise without a tick or a promise of its own.
+  return function decide(request: FastifyRequest, _reply: FastifyReply): void {
     const gw = request.gw
     const route = gw.route!.name
     const mcp = gw.mcp!
@@ -88,6 +90,7 @@ export function policyStage(engine: PolicyEngine, metrics: Metrics, options: Pol
 }
 
 function audited(d: Decision, version: string, args: unknown, raw: boolean): AuditedDecision {
+  let digest: string | undefined
   return {
     effect: d.effect,
     policy: d.policy,
@@ -95,7 +98,11 @@ function audited(d: Decision, version: string, args: unknown, raw: boolean): Aud
     reason: d.reason,
     shadow: d.shadow && { effect: d.shadow.effect, policy: d.shadow.policy, rule: d.shadow.ruleId },
     policyVersion: version,
-    argumentsDigest: args === undefined ? undefined : argumentsDigest(args),
+    // Read when the audit line is written, after the response: the canonical JSON and SHA-256 stay
+    // off the request path. An own enumerable getter, so the line keeps this key in this place.
+    get argumentsDigest() {
+      return args === undefined ? undefined : (digest ??= argumentsDigest(args))
+    },
     arguments: raw ? args : undefined,
   }
 }
