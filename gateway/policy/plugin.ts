@@ -90,7 +90,6 @@ export function policyStage(engine: PolicyEngine, metrics: Metrics, options: Pol
 }
 
 function audited(d: Decision, version: string, args: unknown, raw: boolean): AuditedDecision {
-  let digest: string | undefined
   return {
     effect: d.effect,
     policy: d.policy,
@@ -98,11 +97,7 @@ function audited(d: Decision, version: string, args: unknown, raw: boolean): Aud
     reason: d.reason,
     shadow: d.shadow && { effect: d.shadow.effect, policy: d.shadow.policy, rule: d.shadow.ruleId },
     policyVersion: version,
-    // Read when the audit line is written, after the response: the canonical JSON and SHA-256 stay
-    // off the request path. An own enumerable getter, so the line keeps this key in this place.
-    get argumentsDigest() {
-      return args === undefined ? undefined : (digest ??= argumentsDigest(args))
-    },
+    argumentsDigest: args === undefined ? undefined : argumentsDigest(args),
     arguments: raw ? args : undefined,
   }
 }
