@@ -33,7 +33,7 @@ import { checkMcpRequest, registerJsonBodyParser, registerResourceMetadata } fro
 import { modernStage } from './modern/plugin.js'
 import { UpstreamSessions } from './modern/sessions.js'
 import { buildAdminServer, type ReadinessCheck } from './observability/admin.js'
-import { auditRecord } from './observability/audit.js'
+import { auditLogger, writeAudit } from './observability/audit.js'
 import { createMetrics, type Metrics } from './observability/metrics.js'
 import type { Bridge } from './bridge/bridge.js'
 import type { PolicyEngine } from './policy/engine.js'
@@ -80,6 +80,7 @@ export interface Gateway {
 
 export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Promise<Gateway> {
   const { logger } = deps
+  const audit = auditLogger(logger)
   const metrics = deps.metrics ?? createMetrics()
   const store =
     deps.store ??
@@ -136,7 +137,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     if (code === 'GW_MCP_JSON_LIMIT') metrics.limitsExceeded.inc({ limit: request.gw.error!.detail ?? 'json' })
     else if (code === 'GW_HTTP_BODY_TOO_LARGE') metrics.limitsExceeded.inc({ limit: 'body' })
     else if (code === 'GW_HTTP_TOO_MANY_STREAMS') metrics.limitsExceeded.inc({ limit: 'streams' })
-    if (request.raw.method !== 'OPTIONS') request.log.info({ audit: auditRecord(request, reply) }, 'mcp.request')
+    if (request.raw.method !== 'OPTIONS') writeAudit(audit, request, reply, 'mcp.request')
   })
 
   registerJsonBodyParser(app)

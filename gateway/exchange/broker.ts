@@ -25,7 +25,7 @@ import { LruCache } from '../cache/lru.js'
 import { GatewayError } from '../errors.js'
 import { importPrivateKey, OAuthClient, OAuthRequestError, type SigningKey } from '../oauth/client.js'
 import type { Metrics } from '../observability/metrics.js'
-import { cacheKey, CredentialCache, type Cached } from './cache.js'
+import { cacheKey, CredentialCache, type Cached, type CacheSource } from './cache.js'
 import { acceptTokenResponse, InvalidTokenResponse, TOKEN_TYPE_URN, digestOf, type Expectation, type IssuedToken } from './issued.js'
 
 const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange'
@@ -59,6 +59,13 @@ export interface CredentialBrokerDeps {
 }
 
 type Outcome = 'ok' | 'unavailable' | 'refused' | 'forbidden' | 'invalid-response' | 'error'
+
+function credentialOf(s: TokenRequestStrategy, { issued }: Cached, source: CacheSource): UpstreamCredential {
+  return {
+    headers: { authorization: `Bearer ${issued.token}` },
+    record: { strategy: s.kind, ...(issued.tokenId ? { tokenId: issued.tokenId } : { tokenDigest: issued.digest }), source },
+  }
+}
 
 const isLoopback = (host: string) => host === 'localhost' || host === '[::1]' || /^127\./.test(host)
 
@@ -95,15 +102,45 @@ export class CredentialBroker {
       case 'client-credentials':
         return this.#clientCredentials(route, strategy, caller)
       case 'static':
-        return { headers: { [strategy.header]: strategy.scheme ? `${strategy.scheme} ${strategy.value.reveal()}` : strategy.value.reveal() }, record: { strategy: 'static' } }
+      case 'passthrough':
+        return this.#fixed(strategy, caller)
       case 'identity-headers':
         return this.#identity(route, strategy, caller.principal)
-      case 'passthrough':
-        return { headers: { authorization: `Bearer ${caller.token}` }, record: { strategy: 'passthrough' } }
     }
   }
 
-  async #exchange(route: RuntimeRoute, s: TokenExchangeStrategy, caller: Caller): Promise<UpstreamCredential> {
+  /**
+   * The credential without a promise when it needs no token request: a token exchange whose
+   * result is in the in-process cache, or a static/passthrough header. `undefined` means "ask
+   * `obtain`", which then counts the cache miss and does the rest exactly as before. Refusals
+   * (no strategy, may_act, scopes) throw here as they would there.
+   */
+  cachedSync(route: RuntimeRoute, caller: Caller): UpstreamCredential | undefined {
+    if (!route.credentials) return undefined
+    const strategy = CredentialBroker.select(route.credentials, caller.principal)
+    if (!strategy) return undefined
+    switch (strategy.kind) {
+      case 'token-exchange': {
+        const { key } = this.#exchangeRequest(strategy, caller)
+        const hit = this.#cache.peek(key)
+        return hit && credentialOf(strategy, hit, 'memory')
+      }
+      case 'static':
+      case 'passthrough':
+        return this.#fixed(strategy, caller)
+      default:
+        return undefined
+    }
+  }
+
+  #fixed(strategy: Extract<CredentialStrategy, { kind: 'static' | 'passthrough' }>, caller: Caller): UpstreamCredential {
+    return strategy.kind === 'static'
+      ? { headers: { [strategy.header]: strategy.scheme ? `${strategy.scheme} ${strategy.value.reveal()}` : strategy.value.reveal() }, record: { strategy: 'static' } }
+      : { headers: { authorization: `Bearer ${caller.token}` }, record: { strategy: 'passthrough' } }
+  }
+
+  /** The checks and the cache key of a token exchange; synchronous, shared by both paths. */
+  #exchangeRequest(s: TokenExchangeStrategy, caller: Caller) {
     const { principal } = caller
     const client = this.#client(s.issuer)
     // RFC 8693 §4.4: a subject token that names who may act for it and does not name us is not ours to exchange (TX-10).
@@ -115,7 +152,6 @@ export class CredentialBroker {
     if (scope !== undefined && scope.length === 0) {
       throw new GatewayError('GW_EXCHANGE_FORBIDDEN', { detail: 'none of the caller scopes maps to an upstream scope' })
     }
-    const subjectTokenType = principal.tokenKind === 'jwt' ? s.subjectTokenType : 'access_token'
     const key = this.#memoKey(s, caller, () =>
       cacheKey([
         s.kind,
@@ -130,6 +166,13 @@ export class CredentialBroker {
         digestOf(caller.token),
       ]),
     )
+    return { client, scope, key }
+  }
+
+  async #exchange(route: RuntimeRoute, s: TokenExchangeStrategy, caller: Caller): Promise<UpstreamCredential> {
+    const { principal } = caller
+    const { client, scope, key } = this.#exchangeRequest(s, caller)
+    const subjectTokenType = principal.tokenKind === 'jwt' ? s.subjectTokenType : 'access_token'
     return this.#cached(route, s, key, principal.expiresAt * 1000, async () => {
       const endpoint = await this.#tokenEndpoint(s.issuer)
       const fields: Record<string, string> = {
@@ -253,11 +296,7 @@ export class CredentialBroker {
         this.#deps.metrics.credentialRequestDuration.observe(labels, (performance.now() - started) / 1000)
       }
     })
-    const { issued } = cached
-    return {
-      headers: { authorization: `Bearer ${issued.token}` },
-      record: { strategy: s.kind, ...(issued.tokenId ? { tokenId: issued.tokenId } : { tokenDigest: issued.digest }), source },
-    }
+    return credentialOf(s, cached, source)
   }
 
   #toGatewayError(e: unknown, s: TokenRequestStrategy): GatewayError {

@@ -81,6 +81,16 @@ export class CredentialCache {
     return this.#deps.store.kind === 'redis' && this.#deps.encryptionKey !== undefined
   }
 
+  /**
+   * The token for `key` if the in-process layer holds it, without a promise (the hot path); a hit
+   * is counted as `get` counts it, a miss is left for `get` to count.
+   */
+  peek(key: string): Cached | undefined {
+    const hit = this.#memory.get(key, this.#deps.now())
+    if (hit) this.#deps.metrics.credentialCache.inc({ layer: 'memory', result: 'hit' })
+    return hit
+  }
+
   /** The cached token for `key`, or the result of `issue()` (called once for concurrent misses). */
   async get(key: string, issue: () => Promise<Cached>): Promise<{ cached: Cached; source: CacheSource }> {
     const { metrics, now } = this.#deps

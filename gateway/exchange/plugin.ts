@@ -6,22 +6,34 @@
 import type { FastifyReply, FastifyRequest, preHandlerHookHandler } from 'fastify'
 import { extractCredential } from '../auth/bearer.js'
 import type { RuntimeRoute } from '../config/load.js'
-import type { CredentialBroker } from './broker.js'
+import type { CredentialBroker, UpstreamCredential } from './broker.js'
 
 export function credentialStage(broker: CredentialBroker, route: RuntimeRoute): preHandlerHookHandler[] {
   if (!route.credentials) return []
   return [
-    async function upstreamCredential(request: FastifyRequest, _reply: FastifyReply): Promise<void> {
+    // Not async: a credential already in the in-process cache is applied without a promise; the
+    // stage chain (proxy/plugin.ts) waits only when a promise is returned.
+    function upstreamCredential(request: FastifyRequest, _reply: FastifyReply): Promise<void> | undefined {
       const principal = request.gw.principal!
       // The auth stage already accepted this header; read again rather than keep the token in request.gw.
       const cred = extractCredential(request.raw.rawHeaders, Number.MAX_SAFE_INTEGER)
-      if (cred.kind !== 'bearer') return
+      if (cred.kind !== 'bearer') return undefined
       // An approved call may use the token the AS issued for the approval as the subject instead
       // (approval.exchangeSubject: approved), so the upstream credential carries the approval.
-      const obtained = await broker.obtain(route, { principal, token: request.gw.approval?.approvedToken ?? cred.token })
-      if (!obtained) return
-      request.gw.upstreamHeaders = { ...request.gw.upstreamHeaders, ...obtained.headers }
-      request.gw.credential = obtained.record
+      const caller = { principal, token: request.gw.approval?.approvedToken ?? cred.token }
+      const cached = broker.cachedSync(route, caller)
+      if (cached) {
+        apply(request, cached)
+        return undefined
+      }
+      return broker.obtain(route, caller).then((obtained) => {
+        if (obtained) apply(request, obtained)
+      })
     },
   ]
+}
+
+function apply(request: FastifyRequest, obtained: UpstreamCredential): void {
+  request.gw.upstreamHeaders = { ...request.gw.upstreamHeaders, ...obtained.headers }
+  request.gw.credential = obtained.record
 }

@@ -4,6 +4,7 @@
  * arguments. Later stages (policy, credentials) add their fields to `request.gw`.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { Logger } from 'pino'
 import { auditablePrincipal } from '../auth/principal.js'
 import type { AuditedDecision, CredentialRecord } from '../context.js'
 import { parseTraceparent } from './trace.js'
@@ -64,4 +65,23 @@ export function auditRecord(request: FastifyRequest, reply: FastifyReply): Audit
     causedBy: gw.causedBy,
     latencyMs: Math.round(reply.elapsedTime * 100) / 100,
   }
+}
+
+/**
+ * The logger audit lines go through: the same destination, level, bindings and serializers as
+ * `logger`, without its redaction pass. The record is built from an allow-list (no token, no
+ * header, no raw argument can be in it), so redaction would only re-walk it; in process that walk
+ * cost more than building the record (docs/performance.md). Any other log line keeps redaction.
+ */
+export function auditLogger(logger: Logger): Logger {
+  return logger.child({}, { redact: [] })
+}
+
+/**
+ * Writes the audit line for a request. `reqId` is given in the object rather than as a child
+ * binding (no child logger per request); pino writes bindings, then the object's keys, so the line
+ * reads exactly as `request.log.info({ audit }, msg)` did: level, time, service, reqId, audit, msg.
+ */
+export function writeAudit(log: Logger, request: FastifyRequest, reply: FastifyReply, msg: string): void {
+  if (log.isLevelEnabled('info')) log.info({ reqId: request.id, audit: auditRecord(request, reply) }, msg)
 }

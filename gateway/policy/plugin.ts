@@ -26,7 +26,9 @@ export interface PolicyStageOptions {
 
 export function policyStage(engine: PolicyEngine, metrics: Metrics, options: PolicyStageOptions) {
   const now = options.now ?? Date.now
-  return async function decide(request: FastifyRequest, _reply: FastifyReply): Promise<void> {
+  // Synchronous: nothing here waits, and the stage chain (proxy/plugin.ts) runs a stage that
+  // returns no promise without a tick or a promise of its own.
+  return function decide(request: FastifyRequest, _reply: FastifyReply): void {
     const gw = request.gw
     const route = gw.route!.name
     const mcp = gw.mcp!
