@@ -93,10 +93,9 @@ export class CredentialCache {
 
   /** The cached token for `key`, or the result of `issue()` (called once for concurrent misses). */
   async get(key: string, issue: () => Promise<Cached>): Promise<{ cached: Cached; source: CacheSource }> {
-    const { metrics, now } = this.#deps
-    const hit = this.#memory.get(key, now())
-    metrics.credentialCache.inc({ layer: 'memory', result: hit ? 'hit' : 'miss' })
+    const hit = this.peek(key)
     if (hit) return { cached: hit, source: 'memory' }
+    this.#deps.metrics.credentialCache.inc({ layer: 'memory', result: 'miss' })
     let pending = this.#inflight.get(key)
     if (!pending) {
       pending = this.#load(key, issue).finally(() => this.#inflight.delete(key))

@@ -15,21 +15,25 @@ import { Pool, type Dispatcher } from 'undici'
 
 export interface UpstreamPoolOptions {
   connections: number
-  headersTimeoutMs: number
-  bodyTimeoutMs: number
+  timeoutMs: number
+  idleTimeoutMs: number
   /** PEM of a CA trusted for this upstream in addition to the system store. */
   ca?: string | undefined
 }
 
-/** One keep-alive pool per route, certificates always verified. */
-export function upstreamPool(origin: string, o: UpstreamPoolOptions): Pool {
+/**
+ * One keep-alive pool per route, certificates always verified: used by dispatch() here and handed
+ * to reply-from for API routes and egress (whose own option handling would turn checks off).
+ * `connect` adds connector options (egress: a lookup that checks every resolved address).
+ */
+export function upstreamPool(origin: string, o: UpstreamPoolOptions, connect: object = {}): Pool {
   return new Pool(origin, {
     connections: o.connections,
     pipelining: 1,
-    headersTimeout: o.headersTimeoutMs,
-    bodyTimeout: o.bodyTimeoutMs,
+    headersTimeout: o.timeoutMs,
+    bodyTimeout: o.idleTimeoutMs,
     keepAliveTimeout: 30_000,
-    connect: { rejectUnauthorized: true, ...(o.ca ? { ca: [...rootCertificates, o.ca] } : {}) },
+    connect: { ...connect, rejectUnauthorized: true, ...(o.ca ? { ca: [...rootCertificates, o.ca] } : {}) },
   })
 }
 

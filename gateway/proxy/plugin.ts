@@ -9,8 +9,7 @@ import replyFrom from '@fastify/reply-from'
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler, preHandlerHookHandler } from 'fastify'
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http'
 import { pipeline, type Readable } from 'node:stream'
-import { rootCertificates } from 'node:tls'
-import { Pool } from 'undici'
+import type { Pool } from 'undici'
 import type { RuntimeRoute } from '../config/load.js'
 import { sendError } from '../error-handler.js'
 import { GatewayError } from '../errors.js'
@@ -62,19 +61,9 @@ export interface ProxyTarget {
   headers: Record<string, string>
 }
 
-async function registerUpstream(scope: FastifyInstance, route: RuntimeRoute, connect: ConnectOptions = {}, target?: ProxyTarget): Promise<URL> {
-  const upstream = new URL(target?.url ?? route.upstream.url)
-  // Our own pool, not reply-from's: its option handling (getUndiciOptions) forces
-  // tls.rejectUnauthorized to false, so an https upstream's certificate was never checked.
-  const ca = route.upstream.ca
-  const pool = new Pool(upstream.origin, {
-    connections: route.upstream.connections,
-    pipelining: 1,
-    headersTimeout: route.upstream.timeoutMs,
-    bodyTimeout: route.upstream.idleTimeoutMs,
-    keepAliveTimeout: 30_000,
-    connect: { ...connect, rejectUnauthorized: true, ...(ca ? { ca: [...rootCertificates, ca] } : {}) },
-  })
+async function registerUpstream(scope: FastifyInstance, route: RuntimeRoute, connect: ConnectOptions = {}): Promise<URL> {
+  const upstream = new URL(route.upstream.url)
+  const pool = upstreamPool(upstream.origin, route.upstream, connect)
   scope.addHook('onClose', async () => {
     await pool.destroy()
   })
@@ -176,7 +165,8 @@ export async function registerRouteProxy(app: FastifyInstance, route: RuntimeRou
   const streams = new StreamCounter()
   await app.register(async (scope) => {
     const upstream = new URL(target?.url ?? route.upstream.url)
-    const pool = upstreamPool(upstream.origin, { connections: route.upstream.connections, headersTimeoutMs: route.upstream.timeoutMs, bodyTimeoutMs: route.upstream.idleTimeoutMs, ca: target ? undefined : route.upstream.ca })
+    // A bridge on loopback is plain http: the route's CA is for the route's own upstream.
+    const pool = upstreamPool(upstream.origin, target ? { ...route.upstream, ca: undefined } : route.upstream)
     scope.addHook('onClose', async () => pool.destroy())
 
     const originCheck = originCheckFor(route)
@@ -268,13 +258,7 @@ function relayResponse(request: FastifyRequest, rep: FastifyReply, res: Upstream
   if (ct.startsWith('text/event-stream')) {
     request.gw.streaming = true
     metrics.activeStreams.inc({ route: route.name })
-    let done = false
-    const end = () => {
-      if (done) return
-      done = true
-      metrics.activeStreams.dec({ route: route.name })
-    }
-    res.stream.once('close', end)
+    res.stream.once('close', () => metrics.activeStreams.dec({ route: route.name }))
     // The stream ends (cleanly, so the client reconnects with a fresh token) when the token
     // that opened it expires or the route's maximum duration is reached (CHL-10).
     const deadline = setTimeout(() => {
@@ -284,12 +268,10 @@ function relayResponse(request: FastifyRequest, rep: FastifyReply, res: Upstream
       res.stream.destroy()
     }, streamDeadlineMs(request.gw.principal, route.streams.maxDurationMs))
     deadline.unref()
-    rep.raw.once('close', () => clearTimeout(deadline))
-    // A client that goes away cancels the upstream request (SHTTP-18).
-    request.raw.once('close', () => {
-      if (!rep.raw.writableEnded) res.stream.destroy()
-    })
+    // A client that goes away cancels the upstream request (SHTTP-18): the response's 'close'
+    // (the request's own 'close' has fired once its body was read).
     rep.raw.once('close', () => {
+      clearTimeout(deadline)
       if (!res.stream.destroyed) res.stream.destroy()
     })
   }
