@@ -6,6 +6,12 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 
+/** Sizes of the reliability tests, from env so that `npm run soak` can run them longer. */
+export const WORKERS = Number(process.env.RELIABILITY_WORKERS ?? 3)
+export const PHASE_MS = Number(process.env.RELIABILITY_PHASE_MS ?? 1_500)
+/** Test timeouts grow with the phase length. */
+export const T = (ms: number): number => ms + 10 * PHASE_MS
+
 export interface LoadResult {
   ok: number
   failed: number

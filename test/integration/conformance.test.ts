@@ -17,7 +17,7 @@ import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startStack, type Stack } from '../helpers/stack.js'
+import { listenerYaml, type Stack, startStack } from '../helpers/stack.js'
 
 const REGISTER = join(import.meta.dirname, '..', 'helpers', 'conformance', 'register.mjs')
 
@@ -71,12 +71,7 @@ beforeAll(async () => {
   // scenario sends Origin: http://<host>; mcp-warden refuses every Origin it was not given).
   injectorUrl = `http://localhost:${(injector.address() as AddressInfo).port}`
   s = await startStack({
-    yaml: (c) => `server:
-  publicUrl: ${injectorUrl}
-  listen: { host: 127.0.0.1, port: ${c.port} }
-admin:
-  listen: { host: 127.0.0.1, port: ${c.adminPort} }
-issuers:
+    yaml: (c) => `${listenerYaml({ publicUrl: injectorUrl, port: c.port, adminPort: c.adminPort })}issuers:
   demo: { issuer: ${c.issuer} }
 routes:
   - { name: alpha, path: /mcp, upstream: { url: ${c.alpha} }, issuers: [demo], allowedOrigins: [${injectorUrl}] }

@@ -12,15 +12,11 @@ import * as jose from 'jose'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startAuthorizationServer, type AuthorizationServer } from '../../demo/authorization-server.js'
 import { startFaultyUpstream, type FaultyUpstream } from '../helpers/faulty-upstream.js'
-import { openFds, startLoad } from '../helpers/load.js'
+import { openFds, PHASE_MS, startLoad, T, WORKERS } from '../helpers/load.js'
 import { waitFor } from '../helpers/process.js'
 import { startRedis, type RedisInstance } from '../helpers/redis.js'
-import { INIT, MCP_HEADERS, startStack, type Stack } from '../helpers/stack.js'
+import { INIT, listenerYaml, MCP_HEADERS, type Stack, startStack } from '../helpers/stack.js'
 
-const WORKERS = Number(process.env.RELIABILITY_WORKERS ?? 3)
-const PHASE_MS = Number(process.env.RELIABILITY_PHASE_MS ?? 1_500)
-/** Test timeouts grow with the phase length (npm run soak uses long phases). */
-const T = (ms: number) => ms + 10 * PHASE_MS
 const EXCHANGE = { clientId: 'warden-faults', clientSecret: 'faults-secret-0123456789abcdef' }
 
 const POLICY = `apiVersion: mcp-warden/v1
@@ -62,13 +58,7 @@ beforeAll(async () => {
   s = await startStack({
     as,
     redis,
-    yaml: (c) => `server:
-  publicUrl: ${c.publicUrl}
-  listen: { host: 127.0.0.1, port: ${c.port} }
-  shutdownGrace: 2s
-admin:
-  listen: { host: 127.0.0.1, port: ${c.adminPort} }
-issuers:
+    yaml: (c) => `${listenerYaml({ publicUrl: c.publicUrl, port: c.port, adminPort: c.adminPort })}issuers:
   demo:
     issuer: ${c.issuer}
     jwks: { cooldown: 1s, maxAge: 2s }

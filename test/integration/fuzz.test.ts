@@ -16,7 +16,7 @@ import fc from 'fast-check'
 import * as jose from 'jose'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startFaultyUpstream, type Execution, type FaultyUpstream } from '../helpers/faulty-upstream.js'
-import { MCP_HEADERS, startStack, type Stack } from '../helpers/stack.js'
+import { listenerYaml, MCP_HEADERS, type Stack, startStack } from '../helpers/stack.js'
 
 const RUNS = Number(process.env.FUZZ_LIVE_RUNS ?? 500)
 
@@ -53,12 +53,7 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'mcpw-fuzz-'))
   writeFileSync(join(dir, 'main.yaml'), POLICY)
   s = await startStack({
-    yaml: (c) => `server:
-  publicUrl: ${c.publicUrl}
-  listen: { host: 127.0.0.1, port: ${c.port} }
-admin:
-  listen: { host: 127.0.0.1, port: ${c.adminPort} }
-issuers:
+    yaml: (c) => `${listenerYaml({ publicUrl: c.publicUrl, port: c.port, adminPort: c.adminPort })}issuers:
   demo: { issuer: ${c.issuer} }
 routes:
   - name: fz

@@ -19,7 +19,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startMcpServer, type McpUpstream } from '../../demo/mcp-server.js'
 import { startLegacySseServer, type LegacySseServer } from '../helpers/legacy-sse-server.js'
-import { parseChallenge, startStack, type Stack } from '../helpers/stack.js'
+import { listenerYaml, parseChallenge, type Stack, startStack } from '../helpers/stack.js'
 
 /**
  * A real SDK Streamable HTTP server whose one tool asks the client for its roots mid-call (a
@@ -100,13 +100,7 @@ beforeAll(async () => {
   process.env.MCPW_TEST_DEMO_API_KEY = 'demo-key-modern'
   ;[json, plain, legacy, asker] = await Promise.all([startMcpServer({ name: 'json', enableJsonResponse: true }), startMcpServer({ name: 'plain' }), startLegacySseServer(), startAskingServer()])
   s = await startStack({
-    yaml: (c) => `server:
-  publicUrl: ${c.publicUrl}
-  listen: { host: 127.0.0.1, port: ${c.port} }
-  shutdownGrace: 1s
-admin:
-  listen: { host: 127.0.0.1, port: ${c.adminPort} }
-issuers:
+    yaml: (c) => `${listenerYaml({ publicUrl: c.publicUrl, port: c.port, adminPort: c.adminPort, shutdownGrace: '1s' })}issuers:
   demo:
     issuer: ${c.issuer}
 routes:

@@ -13,16 +13,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startAuthorizationServer, type AuthorizationServer } from '../../demo/authorization-server.js'
 import { startMcpServer, type McpUpstream } from '../../demo/mcp-server.js'
 import { startBalancer, type Balancer } from '../helpers/balancer.js'
-import { startLoad } from '../helpers/load.js'
+import { PHASE_MS, startLoad, T, WORKERS } from '../helpers/load.js'
 import { freePort } from '../helpers/ports.js'
 import { runCli, waitFor, type CliProcess } from '../helpers/process.js'
 import { startRedis, type RedisInstance } from '../helpers/redis.js'
 import { INIT, MCP_HEADERS } from '../helpers/stack.js'
 
-const WORKERS = Number(process.env.RELIABILITY_WORKERS ?? 3)
-const PHASE_MS = Number(process.env.RELIABILITY_PHASE_MS ?? 1_500)
-/** Test timeouts grow with the phase length (npm run soak uses long phases). */
-const T = (ms: number) => ms + 10 * PHASE_MS
 const EXCHANGE = { clientId: 'warden-scale', clientSecret: 'scale-secret-0123456789abcdef' }
 const POLICY = `apiVersion: mcp-warden/v1
 kind: Policy

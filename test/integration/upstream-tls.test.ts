@@ -6,7 +6,7 @@
 import { rmSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startFaultyUpstream, type FaultyUpstream } from '../helpers/faulty-upstream.js'
-import { INIT, MCP_HEADERS, startStack, type Stack } from '../helpers/stack.js'
+import { INIT, listenerYaml, MCP_HEADERS, type Stack, startStack } from '../helpers/stack.js'
 import { makePki, type TestPki } from '../helpers/tls.js'
 
 let pki: TestPki
@@ -17,12 +17,7 @@ beforeAll(async () => {
   pki = makePki()
   up = await startFaultyUpstream({ tls: { key: pki.key, cert: pki.cert } })
   s = await startStack({
-    yaml: (c) => `server:
-  publicUrl: ${c.publicUrl}
-  listen: { host: 127.0.0.1, port: ${c.port} }
-admin:
-  listen: { host: 127.0.0.1, port: ${c.adminPort} }
-issuers:
+    yaml: (c) => `${listenerYaml({ publicUrl: c.publicUrl, port: c.port, adminPort: c.adminPort })}issuers:
   demo: { issuer: ${c.issuer} }
 routes:
   - { name: trusted, path: /mcp/trusted, upstream: { url: ${up.url}, ca: ${pki.caFile} }, issuers: [demo] }
