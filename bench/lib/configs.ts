@@ -47,6 +47,14 @@ export interface GatewayYamlInput {
   policyDir: string
 }
 
+const benchRoute = (name: string, upstream: string, requireScope: boolean) => `  - name: ${name}
+    path: /mcp/${name}
+    upstream: { url: ${upstream}, connections: 64 }
+    issuers: [bench-as]
+    scopesSupported: [tools.read]
+${requireScope ? '    requiredScopes: [tools.read]\n' : ''}    credentials: { strategy: token-exchange, resource: ${UPSTREAM_RESOURCE} }
+`
+
 /**
  * Three routes to the same upstream, configured as production would be: JWT validation, a policy
  * of a few dozen rules, and RFC 8693 token exchange per upstream (warm cache under load), audit at
@@ -69,27 +77,7 @@ issuers:
     validation: both
     client: { id: ${c.client.id}, secret: { value: "${c.client.secret}" } }
 routes:
-  - name: bench
-    path: /mcp/bench
-    upstream: { url: ${c.upstream}/mcp, connections: 64 }
-    issuers: [bench-as]
-    scopesSupported: [tools.read]
-    requiredScopes: [tools.read]
-    credentials: { strategy: token-exchange, resource: ${UPSTREAM_RESOURCE} }
-  - name: sse
-    path: /mcp/sse
-    upstream: { url: ${c.upstream}/sse, connections: 64 }
-    issuers: [bench-as]
-    scopesSupported: [tools.read]
-    credentials: { strategy: token-exchange, resource: ${UPSTREAM_RESOURCE} }
-  - name: opaque
-    path: /mcp/opaque
-    upstream: { url: ${c.upstream}/mcp, connections: 64 }
-    issuers: [bench-as]
-    scopesSupported: [tools.read]
-    requiredScopes: [tools.read]
-    credentials: { strategy: token-exchange, resource: ${UPSTREAM_RESOURCE} }
-policies:
+${benchRoute('bench', `${c.upstream}/mcp`, true)}${benchRoute('sse', `${c.upstream}/sse`, false)}${benchRoute('opaque', `${c.upstream}/mcp`, true)}policies:
   dir: ${c.policyDir}
   claims: { groups: groups }
 logging: { level: info }

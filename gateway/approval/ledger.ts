@@ -79,14 +79,8 @@ export class ApprovalLedger {
     await this.store.set(K.record(r.id), JSON.stringify(r), this.#ttl(r))
   }
 
-  async record(id: string): Promise<ApprovalRecord | undefined> {
-    const text = await this.store.get(K.record(id))
-    if (text === undefined) return undefined
-    try {
-      return JSON.parse(text) as ApprovalRecord
-    } catch {
-      return undefined
-    }
+  record(id: string): Promise<ApprovalRecord | undefined> {
+    return this.#json<ApprovalRecord>(K.record(id))
   }
 
   /** Closes the binding's open request so the next call of it asks again. */
@@ -99,11 +93,16 @@ export class ApprovalLedger {
     return this.store.setIfAbsent(K.decision(r.id), JSON.stringify(d), this.#ttl(r))
   }
 
-  async decision(id: string): Promise<ApprovalDecision | undefined> {
-    const text = await this.store.get(K.decision(id))
+  decision(id: string): Promise<ApprovalDecision | undefined> {
+    return this.#json<ApprovalDecision>(K.decision(id))
+  }
+
+  /** A stored JSON value; undefined when absent or unreadable (never trusted further than that). */
+  async #json<T>(key: string): Promise<T | undefined> {
+    const text = await this.store.get(key)
     if (text === undefined) return undefined
     try {
-      return JSON.parse(text) as ApprovalDecision
+      return JSON.parse(text) as T
     } catch {
       return undefined
     }
