@@ -206,7 +206,11 @@ describe('chart', () => {
     expect(runtime).toMatch(/^USER 1000:1000$/m)
     expect(runtime).toMatch(/^STOPSIGNAL SIGTERM$/m)
     expect(runtime).toMatch(/^EXPOSE 8080 9090$/m)
-    expect(dockerfile).toMatch(/^ARG NODE_IMAGE=node:\d+\.\d+\.\d+-bookworm-slim$/m)
+    const nodeMajor = Number(/^ARG NODE_IMAGE=node:(\d+)\.\d+\.\d+-bookworm-slim$/m.exec(dockerfile)?.[1])
+    // The image runs a Node the package supports, and an LTS line (even major).
+    const engines = JSON.parse(readFileSync(join(CHART_DIR, '..', '..', 'package.json'), 'utf8')).engines.node as string
+    expect(nodeMajor).toBeGreaterThanOrEqual(Number(/^>=(\d+)$/.exec(engines)![1]))
+    expect(nodeMajor % 2).toBe(0)
     // No secret material is baked in: no ENV/ARG that looks like a credential.
     expect(dockerfile).not.toMatch(/^(ENV|ARG)\b.*(SECRET|TOKEN|PASSWORD|KEY)/im)
     const pod = pods(chart.render().manifests)[0]!.spec.template.spec
