@@ -32,7 +32,7 @@ export function approvalMetrics(registry: Registry) {
     }),
     calls: new Counter({
       name: 'mcp_warden_approval_calls_total',
-      help: 'Held calls by result: approved (ran), window (ran under a window approval), denied, expired, unbound, pending (wait elapsed), unavailable.',
+      help: 'Held calls by route and result: approved (ran), window (ran under a window approval), denied, expired, unbound, pending (wait elapsed), unavailable.',
       labelNames: ['route', 'result'] as const,
       registers: [registry],
     }),
