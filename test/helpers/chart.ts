@@ -81,7 +81,16 @@ export function loadChart(dir = CHART_DIR) {
     return withValueFiles(overrides, (files) => run(helm, ['lint', '--strict', dir, ...files]))
   }
 
-  return { chart, render, lint }
+  /** NOTES.txt as `helm install` prints it (a client-side dry run: no cluster). */
+  function notes(overrides: Values[] = []): string {
+    return withValueFiles(overrides, (files) => {
+      const r = run(helm, ['install', 'warden', dir, '--namespace', 'mcp', '--dry-run=client', ...files])
+      if (!r.ok) throw new ValuesError(r.stderr.trim())
+      return r.stdout.slice(r.stdout.indexOf('\nNOTES:\n'))
+    })
+  }
+
+  return { chart, render, lint, notes }
 }
 
 /** `kubectl kustomize <dir>` with the given kubectl (and so its built-in kustomize). */

@@ -142,6 +142,15 @@ describe('real tools', () => {
     expect(r.ok, r.stdout + r.stderr).toBe(true)
   })
 
+  it('NOTES warn that the default image is not published, and suggest no npx outside a checkout', () => {
+    const notes = chart.notes()
+    expect(notes).toContain('WARNING: image.repository is the default ghcr.io/mcp-warden/mcp-warden, which is not published')
+    expect(notes).not.toContain('npx')
+    const own = chart.notes([{ image: { repository: 'registry.example.com/platform/mcp-warden' } }])
+    expect(own).not.toContain('WARNING')
+    expect(own).toContain('registry.example.com/platform/mcp-warden:0.1.0 check --config /c.yaml')
+  })
+
   it('helm lint --strict fails on a values-schema refusal (the lint check can fail)', () => {
     expect(chart.lint([{ replicas: 3 }]).ok).toBe(false)
   })
