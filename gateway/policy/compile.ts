@@ -10,6 +10,7 @@ import { problemAt, type YamlSource } from '../config/yaml-source.js'
 import { argMatcher, canonicalResourceUri, claimValues, covers, localTime, minutesOf, nameMatcher, parseArgPath, type ArgMatcher, type NameMatcher } from './matchers.js'
 import { parseDuration } from '../config/units.js'
 import { compileRar } from './rar.js'
+import { DEFAULT_APPROVAL_MESSAGE, templateProblem } from './approval-message.js'
 import type { EffectName, LimitKeyName, PolicyDocument, RuleInput, WhenInput } from './schema.js'
 
 /** A require-approval rule's settings, resolved (docs/approvals.md). */
@@ -22,7 +23,6 @@ export interface CompiledApproval {
   readonly type: string
 }
 
-export const DEFAULT_APPROVAL_MESSAGE = '{agent} wants to call {tool}'
 
 /** What the caller looks like to a policy; auth's Principal satisfies it. */
 export interface PolicyPrincipal {
@@ -113,6 +113,8 @@ export interface CompileContext {
   issuers?: readonly { name: string; issuer: string }[]
   /** Claim names for groups and roles (policies.claims in gateway.yaml). */
   claims: { groups?: string | undefined; roles?: string | undefined }
+  /** The binding_message rule of each CIBA issuer: every approval message must render inside all of them. */
+  bindingMessageRules?: readonly { issuer: string; rule: RegExp }[]
 }
 
 export interface LoadedDocument {
@@ -247,7 +249,12 @@ function compileRule(src: YamlSource, doc: PolicyDocument, rule: RuleInput, i: n
     if (expiryMs < 1000) err(at('approval', 'expiry'), 'expiry must be at least 1s')
     if (waitMs > expiryMs) warn(at('approval', 'wait'), 'wait is longer than expiry: the call is refused as expired before the wait ends')
     if (target?.kind !== 'tool') warn(at('effect'), 'require-approval holds tools/call only; other methods it matches are refused')
-    approval = { message: a?.message ?? DEFAULT_APPROVAL_MESSAGE, waitMs, expiryMs, windowMs: a?.window === undefined ? undefined : parseDuration(a.window), details: a?.details ?? 'arguments', type: a?.type ?? 'mcp_tool_call' }
+    const message = a?.message ?? DEFAULT_APPROVAL_MESSAGE
+    for (const { issuer, rule: pattern } of ctx.bindingMessageRules ?? []) {
+      const why = templateProblem(message, pattern)
+      if (why) err(a?.message ? at('approval', 'message') : at('effect'), `${a?.message ? '' : 'the default '}${why} (issuers.${issuer}.approval.bindingMessagePattern); the AS would refuse the approval request`)
+    }
+    approval = { message, waitMs, expiryMs, windowMs: a?.window === undefined ? undefined : parseDuration(a.window), details: a?.details ?? 'arguments', type: a?.type ?? 'mcp_tool_call' }
   }
 
   const args: ArgMatcher[] = []

@@ -5,7 +5,7 @@
  * (test/integration/approvals*.test.ts) run the same code against a real AS and Redis.
  */
 import { describe, expect, it } from 'vitest'
-import { authorizationDetail, bindingDigest, bindingMessage, detailsNameBinding, windowDigest, type ApprovalBinding } from '../../gateway/approval/binding.js'
+import { authorizationDetail, bindingDigest, detailsNameBinding, windowDigest, type ApprovalBinding } from '../../gateway/approval/binding.js'
 import { approvedBy, CibaChannel, type CibaPoll } from '../../gateway/approval/ciba.js'
 import { ApprovalGate, type HeldCall } from '../../gateway/approval/gate.js'
 import { ApprovalLedger, type ApprovalRecord } from '../../gateway/approval/ledger.js'
@@ -14,6 +14,7 @@ import { parseCallback, sign, verify } from '../../gateway/approval/webhook.js'
 import { MemoryStore } from '../../gateway/cache/store.js'
 import { ConfigError, isGatewayError } from '../../gateway/errors.js'
 import { argumentsDigest } from '../../gateway/policy/digest.js'
+import { renderMessage } from '../../gateway/policy/approval-message.js'
 import { compileRar } from '../../gateway/policy/rar.js'
 import { Registry } from 'prom-client'
 import { CONFIG_HEAD, configProblems } from '../helpers/config.js'
@@ -49,7 +50,8 @@ describe('binding', () => {
 
   it('CIBA-08 the binding message shows only what the policy names, bounded and without control characters', () => {
     const args = { amount: 150, to: 'bob\u202e\nevil', password: 'hunter2', note: 'x'.repeat(500) }
-    const facts = { agent: 'agent-1', tool: 'transfer', route: 'orders', subject: 'alice', arguments: args }
+    const facts = { agent: 'agent-1', tool: 'transfer', route: 'orders', subject: 'alice', code: 'K7M2QX', arguments: args }
+    const bindingMessage = (t: string, f: typeof facts) => renderMessage(t, f, 'text')
     expect(bindingMessage('{agent} wants to call {tool}', facts)).toBe('agent-1 wants to call transfer')
     expect(bindingMessage('{agent} wants to call {tool}', facts)).not.toContain('hunter2')
     expect(bindingMessage('pay {args.amount} to {args.to}', facts)).toBe('pay 150 to bob evil')
@@ -296,7 +298,7 @@ routes: [alpha]
 rules:
 ${rule}`
     const ok = compile({ 'p.yaml': doc('  - { id: r, effect: require-approval, tools: [pay] }\n') })
-    expect(ok.set!.rules[0]!.approval).toEqual({ message: '{agent} wants to call {tool}', waitMs: 30_000, expiryMs: 300_000, windowMs: undefined, details: 'arguments', type: 'mcp_tool_call' })
+    expect(ok.set!.rules[0]!.approval).toEqual({ message: '{tool:13}-{code}', waitMs: 30_000, expiryMs: 300_000, windowMs: undefined, details: 'arguments', type: 'mcp_tool_call' })
     const errorsOf = (text: string) => {
       try {
         compile({ 'p.yaml': text })
