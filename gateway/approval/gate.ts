@@ -186,7 +186,7 @@ export class ApprovalGate {
         record.rar = details !== undefined
         const resource = ch.resource === undefined ? undefined : ch.resource.kind === 'route' ? call.resource : ch.resource.uri
         const ask = (bindingMessage: string) => ch.ciba.start({ loginHint: hint, bindingMessage, authorizationDetails: details, scope, resource, requestedExpirySec: call.spec.expiryMs / 1000 })
-        const fits = (m: string) => ch.bindingRule === undefined || (ch.bindingRule.lastIndex = 0, ch.bindingRule.test(m))
+        const fits = (m: string) => ch.bindingRule === undefined || ch.bindingRule.test(m)
         const fallback = fits(`Approve-${code}`) ? `Approve-${code}` : code
         const message = renderMessage(call.spec.message, facts, 'plain')
         // CIBA §13 invalid_binding_message: the AS's rule is stricter than the one configured; ask

@@ -116,7 +116,7 @@ export function templateProblem(template: string, rule: RegExp): string | undefi
     }
   }
   for (const s of samples) {
-    rule.lastIndex = 0
+    // The rule is compiled without flags (frozen in the config), so test() keeps no lastIndex state.
     if (!rule.test(s)) return `message "${template}" can render as "${s}", which the issuer's bindingMessagePattern ${rule.source} refuses`
   }
   return undefined
