@@ -133,6 +133,7 @@ describe.skipIf('missing' in haproxy)('issue 23: three replicas behind HAProxy t
     const okIn = { before: 0, outage: 0, after: 0 }
     let stop = false
     const sessions: string[] = []
+    const echoedIds = { sealed: 0, other: 0 }
 
     const client = async (subject: string) => {
       const bearer = await token(subject)
@@ -141,6 +142,9 @@ describe.skipIf('missing' in haproxy)('issue 23: three replicas behind HAProxy t
       for (let i = 0; !stop; i++) {
         const r = await post(bearer, call('add', { a: i, b: 1 }, i + 2), sid).catch(() => undefined)
         const text = r ? await r.text().catch(() => '') : ''
+        // Clients adopt the session id of every response (the MCP SDK does): it must stay the sealed one.
+        const echoed = r?.headers.get('mcp-session-id')
+        if (echoed) echoedIds[echoed === sid ? 'sealed' : 'other']++
         if (r?.status === 200 && text.includes(`"text":"${i + 1}"`)) {
           tally.ok++
           okIn[phase.now]++
@@ -230,12 +234,18 @@ describe.skipIf('missing' in haproxy)('issue 23: three replicas behind HAProxy t
     const served = await lb.perServer()
     const upstreamSawAttack = alpha.sawString(`"a":${MARKER}`)
     report(
-      `redis outage behind HAProxy: ${tally.ok} valid calls ok (${okIn.before} before, ${okIn.outage} during the ${OUTAGE_MS / 1000} s outage, ${okIn.after} after the empty restart), ${tally.sessionLost} failed for session reasons, other failures ${JSON.stringify(tally.other)}; ${sessions.length} sessions (3 opened during the outage), ${writtenBack}/${keys.length} written back to the empty Redis; requests per replica ${served.join('/')}`,
+      `redis outage behind HAProxy: ${tally.ok} valid calls ok (${okIn.before} before, ${okIn.outage} during the ${OUTAGE_MS / 1000} s outage, ${okIn.after} after the empty restart), ${tally.sessionLost} failed for session reasons, other failures ${JSON.stringify(tally.other)}; ${sessions.length} sessions (3 opened during the outage), ${writtenBack}/${keys.length} written back to the empty Redis; session ids on responses: ${echoedIds.sealed} sealed, ${echoedIds.other} other; requests per replica ${served.join('/')}`,
     )
     report(`attacks during the outage test: ${attack.tries} requests (${Object.entries(attack.kinds).map(([k, n]) => `${k} ${n}`).join(', ')}), ${attack.wronglyAllowed} wrongly allowed, upstream saw an attack call: ${upstreamSawAttack}`)
     report(`rate limit ${LIMIT}/min through kill and empty restart (onRedisDown: local, replicas 3): ${spend.allowed} allowed, ${spend.limited} limited, ${spend.other} other; overshoot ${Math.max(0, spend.allowed - LIMIT)}`)
 
     expect(served.every((n) => n > 0)).toBe(true)
+    // Every client got a gateway-sealed id, never the upstream's own.
+    expect(sessions.every((s) => s.startsWith('s1.') && upstreamOf(s).length > 0)).toBe(true)
+    expect(echoedIds.other).toBe(0)
+    expect(echoedIds.sealed).toBeGreaterThan(0)
+    // …and the upstream only ever saw its own ids.
+    expect(sessions.filter((s) => alpha.sawString(s))).toEqual([])
     expect(tally.sessionLost).toBe(0)
     expect(tally.other).toEqual({})
     expect(okIn.outage).toBeGreaterThan(0)
