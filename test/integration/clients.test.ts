@@ -6,17 +6,25 @@
  *   and `auto`: tools/list filtered by policy, tools/call allowed and denied. In the legacy era it
  *   sends logging/setLevel after initialize; with modern/auto it starts with server/discover and
  *   validates every 2026-07-28 result (resultType, ttlMs, cacheScope).
+ * - mcp-remote 0.15 (the stdio bridge desktop clients use) through the whole OAuth flow: it finds
+ *   the AS from the gateway's 401 and RFC 9728 metadata, registers, and prints the authorization
+ *   URL; the test plays the user's browser with the demo AS's headless login.
  * - The Python SDK `mcp` 2.x (`Client(mode=...)`), skipped with a message when not importable.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { followAuthorizationRedirects } from '../../demo/authorization-server.js'
 import { startDemo, type Demo } from '../helpers/demo.js'
+import { freePort } from '../helpers/ports.js'
 
 const ROOT = join(import.meta.dirname, '..', '..')
 const INSPECTOR_CLI = join(ROOT, 'node_modules', '@modelcontextprotocol', 'inspector', 'clients', 'cli', 'build', 'index.js')
+const MCP_REMOTE = join(ROOT, 'node_modules', 'mcp-remote', 'dist', 'proxy.js')
 const PYTHON_CLIENT = join(ROOT, 'test', 'clients', 'python_sdk_client.py')
 
 interface Ran {
@@ -118,5 +126,43 @@ describe.skipIf(!python)('the Python SDK (mcp 2.x) through the demo with its shi
       denied: { code: -31403, message: 'Forbidden by gateway policy' },
     })))
     expect(upstreamSaw().some((m) => m.params?.name === 'delete_repo')).toBe(false)
+  })
+})
+
+describe('mcp-remote 0.15 through the whole OAuth flow, headlessly', () => {
+  it('401 → metadata → DCR → PKCE with resource → token; then tools/list and tools/call over its stdio side; its token never reaches the upstream', async () => {
+    demo.upstream.reset()
+    const [port, config] = [await freePort(), mkdtempSync(join(tmpdir(), 'mcpw-remote-'))]
+    const transport = new StdioClientTransport({
+      command: process.execPath,
+      args: [MCP_REMOTE, demo.mcpUrl, String(port), '--host', '127.0.0.1'],
+      env: { ...(process.env as Record<string, string>), MCP_REMOTE_CONFIG_DIR: config },
+      stderr: 'pipe',
+    })
+    let log = ''
+    let login: Promise<number> | undefined
+    transport.stderr!.on('data', (c: Buffer) => {
+      log += c.toString()
+      // mcp-remote would open a browser at this URL; the "browser" logs in and follows the redirect to its callback.
+      const url = /Please authorize this client by visiting:\s*(\S+)/.exec(log)?.[1]
+      if (url && !login) login = followAuthorizationRedirects(new URL(url)).then(async (callback) => (await fetch(callback)).status)
+    })
+    const client = new Client({ name: 'desktop-client', version: '1.0.0' })
+    try {
+      await client.connect(transport)
+      expect(await login).toBe(200)
+      expect((await client.listTools()).tools.map((t) => t.name).sort()).toEqual(['add', 'count_slowly', 'search', 'transfer_funds', 'whoami'])
+      expect(await client.callTool({ name: 'add', arguments: { a: 1, b: 2 } })).toMatchObject({ content: [{ type: 'text', text: '3' }] })
+      const denied = await client.callTool({ name: 'delete_repo', arguments: { repo: 'prod' } }).catch((e: Error) => e)
+      expect(String(denied)).toContain('Forbidden by gateway policy')
+      const dir = join(config, readdirSync(config)[0]!)
+      const tokens = JSON.parse(readFileSync(join(dir, readdirSync(dir).find((f) => f.endsWith('_tokens.json'))!), 'utf8')) as { access_token: string }
+      expect(tokens.access_token.split('.')).toHaveLength(3)
+      expect(demo.upstream.sawString(tokens.access_token)).toBe(false)
+      expect(upstreamSaw().some((m) => m.params?.name === 'delete_repo')).toBe(false)
+    } finally {
+      await client.close().catch(() => undefined)
+      rmSync(config, { recursive: true, force: true })
+    }
   })
 })
