@@ -23,7 +23,8 @@ import { startDemo, type Demo } from '../helpers/demo.js'
 import { freePort } from '../helpers/ports.js'
 
 const ROOT = join(import.meta.dirname, '..', '..')
-const INSPECTOR_CLI = join(ROOT, 'node_modules', '@modelcontextprotocol', 'inspector', 'clients', 'cli', 'build', 'index.js')
+// The package's bin (`npx @modelcontextprotocol/inspector --cli …`, as docs/connecting-clients.md says).
+const INSPECTOR = join(ROOT, 'node_modules', '@modelcontextprotocol', 'inspector', 'clients', 'launcher', 'build', 'index.js')
 const MCP_REMOTE = join(ROOT, 'node_modules', 'mcp-remote', 'dist', 'proxy.js')
 const PYTHON_CLIENT = join(ROOT, 'test', 'clients', 'python_sdk_client.py')
 
@@ -71,7 +72,7 @@ describe('MCP Inspector CLI 2.12 through the demo with its shipped policy', () =
   }, 120_000)
 
   const inspector = (era: string, ...args: string[]) =>
-    run(node, [INSPECTOR_CLI, '--server-url', demo.mcpUrl, '--transport', 'http', '--protocol-era', era, '--header', `Authorization: Bearer ${token}`, '--format', 'json', ...args], { HOME: home })
+    run(node, [INSPECTOR, '--cli', '--server-url', demo.mcpUrl, '--transport', 'http', '--protocol-era', era, '--header', `Authorization: Bearer ${token}`, '--format', 'json', ...args], { HOME: home })
 
   it.each(['legacy', 'modern', 'auto'])('V26-10 / V26-11 / --protocol-era %s: tools/list is filtered, tools/call works, a denied tool never reaches the upstream', async (era) => {
     demo.upstream.reset()
@@ -101,7 +102,7 @@ describe('MCP Inspector CLI 2.12 through the demo with its shipped policy', () =
 
   it('without a token the Inspector is refused and nothing reaches the upstream', async () => {
     demo.upstream.reset()
-    const r = await run(node, [INSPECTOR_CLI, '--server-url', demo.mcpUrl, '--transport', 'http', '--protocol-era', 'modern', '--stored-auth-only', '--format', 'json', '--method', 'tools/list'], { HOME: home })
+    const r = await run(node, [INSPECTOR, '--cli', '--server-url', demo.mcpUrl, '--transport', 'http', '--protocol-era', 'modern', '--stored-auth-only', '--format', 'json', '--method', 'tools/list'], { HOME: home })
     expect(r.code).not.toBe(0)
     expect(demo.upstream.requests).toEqual([])
   })
