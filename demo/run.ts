@@ -191,14 +191,15 @@ ${s.bold(s.green('The demo stays up.'))} Connect your own client to ${s.bold(o.m
 ${s.dim('OAuth clients discover the AS from the 401 and log in as "alice" with no password (demo AS only).')}
 ${s.dim('Clients that take a header instead use this token (in the shell you run them from):')}
 ${cmd(`export TOKEN=${o.token}`)}   ${s.dim(`# valid ${o.expiresIn} s`)}
-${h('MCP Inspector')} ${s.dim('(needs Node >= 22; UI: transport "Streamable HTTP", the URL above, then "Connect")')}
-${cmd('npx -y @modelcontextprotocol/inspector')}
-${cmd(`npx -y @modelcontextprotocol/inspector --cli ${o.mcpUrl} --transport http --method tools/list --header "Authorization: Bearer $TOKEN"`)}
-${h('mcp-remote')} ${s.dim('(stdio bridge for Claude Desktop, Cursor, …; runs the OAuth flow in your browser)')}
-${cmd(`npx -y -p mcp-remote mcp-remote-client ${o.mcpUrl}`)}
-  client config: { "command": "npx", "args": ["-y", "mcp-remote", "${o.mcpUrl}"] }
+${h('MCP Inspector 2.x')} ${s.dim('(Node >= 22.19; web UI: transport Streamable HTTP, the URL above, OAuth in the browser)')}
+${cmd('npx @modelcontextprotocol/inspector@2.12.0')}
+${cmd(`npx @modelcontextprotocol/inspector@2.12.0 --cli --server-url ${o.mcpUrl} --transport http --protocol-era auto --header "Authorization: Bearer $TOKEN" --format json --method tools/list`)}
+${h('mcp-remote')} ${s.dim('(stdio bridge for Claude Desktop and other local-program clients; runs the OAuth flow, callback on port 3334)')}
+${cmd(`npx -y mcp-remote@0.15.1 ${o.mcpUrl} 3334 --host 127.0.0.1`)}
+  client config: { "command": "npx", "args": ["-y", "mcp-remote@0.15.1", "${o.mcpUrl}", "3334", "--host", "127.0.0.1"] }
 ${h('An SDK (TypeScript)')}
-  new StreamableHTTPClientTransport(new URL('${o.mcpUrl}'), { requestInit: { headers: { authorization: \`Bearer \${process.env.TOKEN}\` } } })
+  await client.connect(new StreamableHTTPClientTransport(new URL('${o.mcpUrl}'), { requestInit: { headers: { authorization: \`Bearer \${process.env.TOKEN}\` } } }))
+${s.dim('More (Python SDK, VS Code, Claude Desktop, the AS side): docs/connecting-clients.md')}
 ${h('curl')}
 ${cmd(`curl -i ${o.mcpUrl} -H "authorization: Bearer $TOKEN" -H 'accept: application/json, text/event-stream' -H 'content-type: application/json' \\`)}
       -d '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}'
