@@ -81,6 +81,7 @@ export const ERROR_CATALOGUE = {
   GW_HTTP_NOT_FOUND: { status: 404, reason: 'route-not-found', protocol: 'plain', message: 'Not found' },
   GW_MCP_PARSE_ERROR: { status: 400, reason: 'mcp-invalid', protocol: 'jsonrpc', rpcCode: -32700, message: 'Parse error' },
   GW_MCP_INVALID_REQUEST: { status: 400, reason: 'mcp-invalid', protocol: 'jsonrpc', rpcCode: -32600, message: 'Invalid request' },
+  GW_MCP_INVALID_PARAMS: { status: 400, reason: 'mcp-invalid', protocol: 'jsonrpc', rpcCode: -32602, message: 'Invalid params' },
   GW_MCP_SESSION_NOT_FOUND: { status: 404, reason: 'session', protocol: 'jsonrpc', rpcCode: -32001, message: 'Session not found' },
   // V26-05: UnsupportedProtocolVersionError (-32022) with data.supported/requested, which dual-era clients recognise.
   GW_MCP_UNSUPPORTED_VERSION: { status: 400, reason: 'mcp-version', protocol: 'jsonrpc', rpcCode: -32022, message: 'Unsupported protocol version' },
