@@ -102,7 +102,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => randomUUID(),
     requestIdHeader: false,
-    trustProxy: config.server.trustProxy,
+    trustProxy: trustProxyOption(config.server.trustProxy),
     bodyLimit: Math.max(...config.routes.map((r) => r.bodyLimit)),
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
@@ -249,4 +249,15 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
       await store.close()
     },
   }
+}
+
+/**
+ * Fastify's trustProxy for `server.trustProxy`. A hop count becomes a function: this Fastify
+ * reads a bare number as "trust nothing", while the operator means "the n-th address from the
+ * right of X-Forwarded-For (index 0 is the peer) is the client" — what each proxy appended, never
+ * what the client wrote to the left of it.
+ */
+export function trustProxyOption(t: false | number | readonly string[]): false | string[] | ((address: string, hop: number) => boolean) {
+  if (typeof t === 'number') return (_address, hop) => hop < t
+  return t === false ? false : [...t]
 }

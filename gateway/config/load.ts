@@ -4,6 +4,7 @@
  * URLs, secrets resolved) → deep freeze. Nothing downstream ever sees raw YAML.
  */
 import { readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
 import { dirname, resolve } from 'node:path'
 import { ConfigError, type ConfigProblem } from '../errors.js'
 import { GatewayConfigSchema, type GatewayConfigInput, type IssuerInput, type RouteInput, type SecretSourceInput } from './schema.js'
@@ -147,7 +148,8 @@ export interface RuntimeConfig {
     readonly publicUrl: string
     readonly listen: { readonly host: string; readonly port: number }
     readonly allowedHosts: ReadonlySet<string>
-    readonly trustProxy: boolean
+    /** false, a hop count or the proxies' addresses/CIDRs (Fastify's trustProxy); never `true`. */
+    readonly trustProxy: false | number | readonly string[]
     readonly shutdownGraceMs: number
     readonly maxHeaderSize: number
     /** Failed-authentication budget per client address (docs/limits.md); undefined = off. */
@@ -280,7 +282,7 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
       publicUrl: origin,
       listen: { host: input.server.listen.host, port: input.server.listen.port },
       allowedHosts,
-      trustProxy: input.server.trustProxy,
+      trustProxy: trustProxyOf(input.server.trustProxy, src, problems),
       shutdownGraceMs: parseDuration(input.server.shutdownGrace),
       maxHeaderSize: parseSize(input.server.maxHeaderSize),
       authFailures: input.server.authFailures && { limit: input.server.authFailures.limit, perMs: parseDuration(input.server.authFailures.per) },
@@ -529,4 +531,24 @@ function deepFreeze<T>(o: T): T {
     }
   }
   return o
+}
+
+const PROXY_RANGES = new Set(['loopback', 'linklocal', 'uniquelocal'])
+
+/** `server.trustProxy` for Fastify, or a problem: `true` lets any client choose the address its budget is kept under. */
+function trustProxyOf(v: boolean | number | string[], src: YamlSource, problems: ConfigProblem[]): false | number | readonly string[] {
+  if (v === false) return false
+  if (v === true) {
+    problems.push(problemAt(src, ['server', 'trustProxy'], 'trustProxy: true takes whatever X-Forwarded-For a client sends as its address (a client then escapes server.authFailures by rotating it); give the number of proxies in front of the gateway (e.g. 1) or their addresses/CIDRs'))
+    return false
+  }
+  if (typeof v === 'number') return v
+  v.forEach((entry, i) => {
+    const [addr = '', prefix, more] = entry.split('/')
+    const family = isIP(addr)
+    const max = family === 4 ? 32 : 128
+    const ok = PROXY_RANGES.has(entry) || (family !== 0 && more === undefined && (prefix === undefined || (/^[0-9]{1,3}$/.test(prefix) && Number(prefix) <= max)))
+    if (!ok) problems.push(problemAt(src, ['server', 'trustProxy', i], `"${entry}" is not an IP address, a CIDR or one of loopback, linklocal, uniquelocal`))
+  })
+  return v
 }

@@ -418,7 +418,18 @@ export const GatewayConfigSchema = Type.Object(
             description: 'Host header values accepted (DNS-rebinding defence); others get 421. Default: the host of publicUrl.',
           }),
         ),
-        trustProxy: Type.Boolean({ default: false, description: 'Trust X-Forwarded-For for client addresses in logs. Never used to build URLs. Default false.' }),
+        trustProxy: Type.Union(
+          [
+            Type.Boolean(),
+            Type.Integer({ minimum: 1, maximum: 32 }),
+            Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
+          ],
+          {
+            default: false,
+            description:
+              'Which X-Forwarded-For entries are client addresses (logs, audit, the authFailures budget): false (default) uses the peer address; a number of proxies in front of the gateway (the address that many hops back); or the addresses/CIDRs of the proxies (also loopback, linklocal, uniquelocal). `true` is refused: it would take the address a client writes. Never used to build URLs.',
+          },
+        ),
         shutdownGrace: Type.String({ ...Duration, default: '10s', description: 'How long SIGTERM waits for in-flight requests and streams. Default 10s.' }),
         maxHeaderSize: Type.String({ ...ByteSize, default: '16kb', description: 'Largest total request header size; 431 after. Default 16kb.' }),
         authFailures: Type.Optional(
