@@ -7,6 +7,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { bearerChallenge } from './auth/challenge.js'
 import { GatewayError, isGatewayError } from './errors.js'
+import { lingerOnClose } from './lib/linger.js'
 
 /** Fastify's own error codes, mapped onto the catalogue. */
 const FASTIFY_CODES: Record<string, GatewayError['code']> = {
@@ -41,6 +42,11 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, err: unk
 
   reply.code(e.statusCode)
   reply.header('x-request-id', requestId)
+  if (!request.raw.complete && (e.code === 'GW_HTTP_BODY_TOO_LARGE' || String(reply.getHeader('connection')).toLowerCase() === 'close')) {
+    // Refused before the body was read: say the connection ends, and end it so the answer arrives (lib/linger.ts).
+    reply.header('connection', 'close')
+    lingerOnClose(request.raw)
+  }
   reply.header('cache-control', 'no-store')
   if (e.retryAfter !== undefined) reply.header('retry-after', String(e.retryAfter))
 
