@@ -17,6 +17,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import type { Logger } from 'pino'
 import { approvalStage, createApprovalGate, registerApprovalCallbacks } from './approval/plugin.js'
 import { IntrospectionVerifier } from './auth/introspection.js'
+import { DpopVerifier } from './auth/dpop.js'
 import { authenticateHook } from './auth/plugin.js'
 import { TokenValidator, type OpaqueTokenVerifier } from './auth/token-validator.js'
 import { RedisStore } from './cache/redis.js'
@@ -142,7 +143,8 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
 
   registerJsonBodyParser(app)
   registerResourceMetadata(app, config)
-  const authenticate = authenticateHook(validator, metrics)
+  const dpopAccepted = [...config.issuers.values()].some((i) => i.dpop)
+  const authenticate = authenticateHook(validator, metrics, dpopAccepted ? { verifier: new DpopVerifier(store, deps.now), config } : undefined)
   const gate = config.server.authFailures && addressGate(new AddressFailures(config.server.authFailures.limit, config.server.authFailures.perMs), metrics)
   const policies = createPolicyEngine(config, logger, metrics)
   // Human approval (docs/approvals.md): only where some issuer has an approval channel.
