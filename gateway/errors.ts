@@ -54,6 +54,7 @@ export type Reason =
   | 'internal'
   | 'auth-dpop'
   | 'auth-dpop-nonce'
+  | 'tool-pin'
 
 export type Protocol = 'oauth' | 'jsonrpc' | 'plain'
 
@@ -120,6 +121,8 @@ export const ERROR_CATALOGUE = {
   // RFC 9449 §7.1: a DPoP proof defect (invalid_dpop_proof) and the server-nonce demand (use_dpop_nonce).
   GW_AUTH_INVALID_DPOP_PROOF: { status: 401, reason: 'auth-dpop', protocol: 'oauth', message: 'The DPoP proof is invalid' },
   GW_AUTH_USE_DPOP_NONCE: { status: 401, reason: 'auth-dpop-nonce', protocol: 'oauth', message: 'A DPoP proof with the server nonce is required' },
+  // docs/pinning.md: HTTP 200 so the client sees an error of the call, next to the approval codes.
+  GW_TOOL_NOT_APPROVED: { status: 200, reason: 'tool-pin', protocol: 'jsonrpc', rpcCode: -31470, message: 'This tool definition changed or is new and awaits an operator\'s approval' },
 } as const satisfies Record<string, ErrorSpec>
 
 export type GatewayErrorCode = keyof typeof ERROR_CATALOGUE

@@ -18,6 +18,8 @@ import type { Logger } from 'pino'
 import { approvalStage, createApprovalGate, registerApprovalCallbacks } from './approval/plugin.js'
 import { IntrospectionVerifier } from './auth/introspection.js'
 import { DpopVerifier } from './auth/dpop.js'
+import { PinBook } from './pinning/pins.js'
+import { pinningStage } from './pinning/plugin.js'
 import { authenticateHook } from './auth/plugin.js'
 import { TokenValidator, type OpaqueTokenVerifier } from './auth/token-validator.js'
 import { RedisStore } from './cache/redis.js'
@@ -153,6 +155,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
   const decide = policies ? [policyStage(policies, metrics, { rawArguments: config.policies!.rawArguments, approvals: approvals !== undefined, ...(deps.now ? { now: deps.now } : {}) })] : []
   // Rate limits live in policy documents; shared through Redis when configured, else per replica.
   if (policies) decide.push(limitStage(policies, store instanceof RedisStore ? new RedisLimiter(store.client, { oneSlot: store.mode === 'cluster' }) : new MemoryLimiter(), metrics, { onRedisDown: config.policies!.limitsOnRedisDown, logger }))
+  const pins = new PinBook(store)
   const sessions = new SessionRegistry(store, config.sessions.ttlMs)
   const checkSession = checkSessionHook(sessions)
   const sessionObserver = observeSessions(sessions)
@@ -182,7 +185,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     // 2026-07-28 requests are answered last, through the gateway's upstream session (gateway/modern/).
     const modern = mcp ? [modernStage({ route, target, sessions: upstreamSessions, metrics })] : []
     // A held call is asked for after rate limits, so an agent cannot flood a user's phone.
-    const preHandler = [...(mcp ? [checkMcpRequest, checkSession, ...decide, ...(approvals ? [approvalStage(approvals, route)] : [])] : []), ...(deps.stages?.(route) ?? []), ...credentialStage(broker, route), ...modern]
+    const preHandler = [...(mcp ? [checkMcpRequest, checkSession, ...decide, ...(route.pinning ? [pinningStage(pins, route, metrics)] : []), ...(approvals ? [approvalStage(approvals, route)] : [])] : []), ...(deps.stages?.(route) ?? []), ...credentialStage(broker, route), ...modern]
     const onRequest = gate ? [gate.gate, authenticate, gate.pass] : [authenticate]
     await registerRouteProxy(app, route, { onRequest, preHandler, onUpstreamResponse: mcp ? [sessionObserver] : [] }, metrics, target)
     // 2024-11-05 HTTP+SSE clients: each of their messages is replayed through the route above.

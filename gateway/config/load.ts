@@ -117,6 +117,8 @@ export interface RuntimeRoute {
    * `bearer` false when only DPoP-bound tokens are accepted (then no Bearer challenge is sent).
    */
   readonly dpop?: { readonly algorithms: readonly string[]; readonly bearer: boolean; readonly required: boolean } | undefined
+  /** Tool-definition pinning (gateway/pinning/); undefined = off. */
+  readonly pinning?: 'observe' | 'enforce' | undefined
 }
 
 /**
@@ -530,6 +532,7 @@ function normalizeRoute(src: YamlSource, r: RouteInput, i: number, origin: strin
     streams: { maxDurationMs: parseDuration(r.streams.maxDuration), maxPerCaller: r.streams.maxPerCaller },
     legacyClients: legacyClientsOf(src, r, i, problems),
     modernClients: r.modernClients,
+    pinning: r.pinning === 'observe' || r.pinning === 'enforce' ? r.pinning : undefined,
   }
 }
 

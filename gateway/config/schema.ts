@@ -379,6 +379,11 @@ export const RouteSchema = Type.Object(
       description:
         'How clients speaking MCP 2026-07-28 (stateless, Mcp-Method/Mcp-Name headers) are served. caller (default): the gateway opens one upstream session per caller and route and bridges to the revision the upstream speaks. request: a fresh upstream session per request. native: the upstream speaks 2026-07-28 itself; requests are checked and forwarded. refuse: 400 UnsupportedProtocolVersionError listing the other versions. See docs/transports.md.',
     }),
+    pinning: Type.Optional(
+      Type.Union([Type.Literal('off'), Type.Literal('observe'), Type.Literal('enforce')], {
+        description: 'Tool-definition pinning (docs/pinning.md). observe: a changed or new tool is logged, audited and counted. enforce: it is also hidden from tools/list and its calls refused until an operator approves it (mcp-warden pins approve). Default off.',
+      }),
+    ),
     requireDpop: Type.Optional(Type.Boolean({ description: 'Accept only DPoP-bound tokens on this route, whatever the issuer allows; every issuer of the route needs `dpop`. Default false. See docs/dpop.md.' })),
   },
   { ...Strict, description: 'One protected endpoint: a path on the gateway in front of one upstream MCP server (or plain HTTP API with kind: api).' },
