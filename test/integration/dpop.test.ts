@@ -7,7 +7,7 @@
 import * as jose from 'jose'
 import * as oauth from 'oauth4webapi'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startAuthorizationServer, type AuthorizationServer } from '../../demo/authorization-server.js'
+import { startAuthorizationServer, TOKEN_EXCHANGE_GRANT, type AuthorizationServer } from '../../demo/authorization-server.js'
 import { accessTokenHash } from '../../gateway/auth/dpop.js'
 import { INIT, listenerYaml, MCP_HEADERS, parseChallenge, startStack, type Stack } from '../helpers/stack.js'
 import { startRedis, type RedisInstance } from '../helpers/redis.js'
@@ -73,9 +73,12 @@ describe('DPoP-bound JWTs, two replicas sharing Redis', () => {
 
   beforeAll(async () => {
     redis = await startRedis()
-    const issuerExtra = 'dpop: { maxAge: 60s }'
-    a = await startStack({ redis, issuerExtra })
-    b = await startStack({ redis, issuerExtra, as: a.as, replicaOf: a })
+    const as = await startAuthorizationServer()
+    const issuerExtra = `dpop: { maxAge: 60s }\nclient: { id: ${as.gateway.clientId}, auth: client_secret_basic, secret: { value: "${as.gateway.clientSecret}" } }`
+    // beta exchanges the caller's token for the upstream (TX-11).
+    const routeExtras = { beta: 'credentials: { strategy: token-exchange, resource: https://upstream-b.example/mcp }' }
+    a = await startStack({ redis, as, issuerExtra, routeExtras })
+    b = await startStack({ redis, issuerExtra, routeExtras, as, replicaOf: a })
     c = await dpopClient(a.as)
     keyPair = await oauth.generateKeyPair('ES256')
     const t = await boundToken(c, keyPair, a.resource.alpha)
@@ -86,6 +89,7 @@ describe('DPoP-bound JWTs, two replicas sharing Redis', () => {
   afterAll(async () => {
     await b?.close()
     await a?.close()
+    await a?.as.close()
     await redis?.stop()
   })
 
@@ -197,6 +201,23 @@ describe('DPoP-bound JWTs, two replicas sharing Redis', () => {
     }
   })
 
+  it('TX-11 / a bound token is exchanged only after its proof passed', async () => {
+    const t = (await boundToken(c, keyPair, a.resource.beta)).access_token
+    const betaUrl = `${a.url}/mcp/beta`
+    const exchanges = () => a.as.counters.token.byGrantType[TOKEN_EXCHANGE_GRANT] ?? 0
+    const before = exchanges()
+    const beta = a.beta.requests.length
+    const bad = await post(a, { authorization: `DPoP ${t}`, dpop: await proof(keyPair, { htu: alphaUrl, token: t }) }, '/mcp/beta')
+    expect(bad.status).toBe(401)
+    expect(exchanges()).toBe(before)
+    expect(a.beta.requests.length).toBe(beta)
+    const good = await post(a, { authorization: `DPoP ${t}`, dpop: await proof(keyPair, { htu: betaUrl, token: t }) }, '/mcp/beta')
+    await good.text()
+    expect(exchanges()).toBe(before + 1)
+    expect(good.status).toBe(200)
+    expect(a.beta.sawString(t)).toBe(false)
+  })
+
   it('an unbound token still works as Bearer where the issuer does not require DPoP, and is refused under the DPoP scheme', async () => {
     const plain = await a.token()
     const ok = await post(a, { authorization: `Bearer ${plain}` })
@@ -278,13 +299,18 @@ ${(['alpha', 'beta'] as const).map((n) => `  - { name: ${n}, path: /mcp/${n}, re
     const toListener = (url: string, init: oauth.CustomFetchOptions<string, oauth.ProtectedResourceRequestBody>) => fetch(url.replace(PUBLIC, s.url), init as RequestInit)
     const call = () => oauth.protectedResourceRequest(token, 'POST', new URL(RES.alpha), new Headers(MCP_HEADERS), INIT, { DPoP, [oauth.customFetch]: toListener })
     let res: Response
+    let demanded = false
     try {
       res = await call()
-      if (res.status === 401) res = await call()
+      if (res.status === 401) {
+        demanded = res.headers.has('dpop-nonce')
+        res = await call()
+      }
     } catch (e) {
-      expect(oauth.isDPoPNonceError(e)).toBe(true)
+      demanded = oauth.isDPoPNonceError(e)
       res = await call()
     }
+    expect(demanded).toBe(true)
     expect(res.status).toBe(200)
     await res.text()
   })
