@@ -122,6 +122,7 @@ export const ERROR_CATALOGUE = {
   GW_AUTH_INVALID_DPOP_PROOF: { status: 401, reason: 'auth-dpop', protocol: 'oauth', message: 'The DPoP proof is invalid' },
   GW_AUTH_USE_DPOP_NONCE: { status: 401, reason: 'auth-dpop-nonce', protocol: 'oauth', message: 'A DPoP proof with the server nonce is required' },
   // docs/pinning.md: HTTP 200 so the client sees an error of the call, next to the approval codes.
+  GW_PINS_UNAVAILABLE: { status: 503, reason: 'tool-pin', protocol: 'jsonrpc', rpcCode: -32603, message: 'Tool pins are temporarily unavailable' },
   GW_TOOL_NOT_APPROVED: { status: 200, reason: 'tool-pin', protocol: 'jsonrpc', rpcCode: -31470, message: 'This tool definition changed or is new and awaits an operator\'s approval' },
 } as const satisfies Record<string, ErrorSpec>
 

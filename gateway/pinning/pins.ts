@@ -68,6 +68,11 @@ export class PinBook {
     this.#store = store
   }
 
+  /** Whether the store answered its last command: enforce mode refuses rather than pin from nothing. */
+  healthy(): boolean {
+    return this.#store.healthy()
+  }
+
   #key(route: string, which: 'pins' | 'pending'): string {
     return `pins:${which}:${route}`
   }

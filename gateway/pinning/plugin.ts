@@ -24,6 +24,8 @@ export function pinningStage(book: PinBook, route: RuntimeRoute, metrics: Metric
     }
     if (lists.size === 0 && calls.length === 0) return
     const pins = await book.pins(route.name)
+    // A store that cannot answer reads as "no pins": enforce must not take that for a first use.
+    if (mode === 'enforce' && !book.healthy()) throw new GatewayError('GW_PINS_UNAVAILABLE', { detail: 'pin store unavailable', retryAfter: 2 })
     if (mode === 'enforce' && calls.length > 0) {
       const pending = await book.pending(route.name)
       for (const name of calls) {
