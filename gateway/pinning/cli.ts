@@ -11,13 +11,14 @@ import { RedisStore } from '../cache/redis.js'
 import { loadConfigFile } from '../config/load.js'
 import { revealRedisConnection } from '../config/redis.js'
 import { createMetrics } from '../observability/metrics.js'
-import { canonicalJson, describeChange, PinBook, type PinDocument } from './pins.js'
+import { canonicalJson, describeChange, PinBook, pinScope, type PinDocument, type PinKind } from './pins.js'
 
 export const PINS_USAGE = `  mcp-warden pins record ROUTE --config FILE [--out PINS.json]   write the route's pins (for git)
   mcp-warden pins diff ROUTE --config FILE                        show changed and new tools awaiting approval
   mcp-warden pins approve ROUTE [TOOL…] --config FILE [--file PINS.json]
                                                                   approve pending definitions (all, or the named
                                                                   tools), or install the pins of a file
+  (each takes --kind tool|prompt|template; default tool)
 `
 
 export interface PinsIo {
@@ -29,9 +30,10 @@ export interface PinsIo {
 
 export async function pinsCommand(argv: string[], io: PinsIo): Promise<number> {
   const [sub, ...rest] = argv
-  const { values, positionals } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, out: { type: 'string' }, file: { type: 'string' } }, allowPositionals: true, strict: true })
+  const { values, positionals } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, out: { type: 'string' }, file: { type: 'string' }, kind: { type: 'string', default: 'tool' } }, allowPositionals: true, strict: true })
   const [route, ...tools] = positionals
-  if (!sub || !['record', 'diff', 'approve'].includes(sub) || !route || !values.config) {
+  const kind = values.kind as PinKind
+  if (!sub || !['record', 'diff', 'approve'].includes(sub) || !route || !values.config || !['tool', 'prompt', 'template'].includes(kind)) {
     io.err(`usage:\n${PINS_USAGE}`)
     return 2
   }
@@ -53,7 +55,8 @@ export async function pinsCommand(argv: string[], io: PinsIo): Promise<number> {
   }
   try {
     const book = new PinBook(store)
-    const pins = (await book.pins(route)) ?? { v: 1 as const, tools: {} }
+    const scope = pinScope(route, kind)
+    const pins = (await book.pins(scope)) ?? { v: 1 as const, tools: {} }
     switch (sub) {
       case 'record': {
         const text = `${JSON.stringify(JSON.parse(canonicalJson(pins)), null, 2)}\n`
@@ -62,10 +65,10 @@ export async function pinsCommand(argv: string[], io: PinsIo): Promise<number> {
         return 0
       }
       case 'diff': {
-        const pending = await book.pending(route)
+        const pending = await book.pending(scope)
         const names = Object.keys(pending.tools).sort()
         if (names.length === 0) io.out(`${route}: no changes awaiting approval\n`)
-        for (const n of names) io.out([`tool ${n}:`, ...describeChange(pins.tools[n]?.definition, pending.tools[n]!.definition), ''].join('\n'))
+        for (const n of names) io.out([`${kind} ${n}:`, ...describeChange(pins.tools[n]?.definition, pending.tools[n]!.definition, kind), ''].join('\n'))
         return names.length === 0 ? 0 : 1
       }
       default: {
@@ -75,11 +78,11 @@ export async function pinsCommand(argv: string[], io: PinsIo): Promise<number> {
             io.err(`${values.file}: not a pins file\n`)
             return 1
           }
-          await book.replace(route, doc)
+          await book.replace(scope, doc)
           io.out(`${route}: installed ${Object.keys(doc.tools).length} pins from ${values.file}\n`)
           return 0
         }
-        const approved = await book.approve(route, tools)
+        const approved = await book.approve(scope, tools)
         io.out(`${route}: approved ${approved.length ? approved.join(', ') : 'nothing (no pending change)'}\n`)
         return 0
       }

@@ -22,7 +22,13 @@ export interface PinDocument {
 
 /** Pins have no natural expiry; a year keeps them well past any deployment's memory. */
 const PIN_TTL_MS = 365 * 24 * 3600_000
-const PINNED_MEMBERS = ['name', 'title', 'description', 'inputSchema', 'outputSchema', 'annotations'] as const
+/** What is pinned: tools, prompts and resource templates, each by the members a model reads. */
+export type PinKind = 'tool' | 'prompt' | 'template'
+const PINNED_MEMBERS: Record<PinKind, readonly string[]> = {
+  tool: ['name', 'title', 'description', 'inputSchema', 'outputSchema', 'annotations'],
+  prompt: ['name', 'title', 'description', 'arguments'],
+  template: ['uriTemplate', 'name', 'title', 'description', 'mimeType', 'annotations'],
+}
 
 /** JSON with object keys sorted at every depth, so equal definitions hash equally whatever the key order. */
 export function canonicalJson(v: unknown): string {
@@ -35,13 +41,16 @@ export function canonicalJson(v: unknown): string {
 }
 
 /** The pinned part of a tool definition (members outside it, e.g. _meta, do not count). */
-export function pinnedDefinition(tool: Record<string, unknown>): Record<string, unknown> {
+export function pinnedDefinition(item: Record<string, unknown>, kind: PinKind = 'tool'): Record<string, unknown> {
   const out: Record<string, unknown> = {}
-  for (const k of PINNED_MEMBERS) if (tool[k] !== undefined) out[k] = tool[k]
+  for (const k of PINNED_MEMBERS[kind]) if (item[k] !== undefined) out[k] = item[k]
   return out
 }
 
-export const toolDigest = (tool: Record<string, unknown>): string => createHash('sha256').update(canonicalJson(pinnedDefinition(tool))).digest('base64url')
+export const toolDigest = (item: Record<string, unknown>, kind: PinKind = 'tool'): string => createHash('sha256').update(canonicalJson(pinnedDefinition(item, kind))).digest('base64url')
+
+/** The pin book key of a route's pins of one kind (tools keep the bare route name). */
+export const pinScope = (route: string, kind: PinKind): string => (kind === 'tool' ? route : `${route}#${kind}`)
 
 export type ToolStatus = 'pinned' | 'changed' | 'new'
 
@@ -126,10 +135,10 @@ export class PinBook {
 }
 
 /** Human-readable difference of two definitions, member by member (pins diff). */
-export function describeChange(before: Record<string, unknown> | undefined, after: Record<string, unknown>): string[] {
-  if (!before) return [`+ new tool: ${canonicalJson(after)}`]
+export function describeChange(before: Record<string, unknown> | undefined, after: Record<string, unknown>, kind: PinKind = 'tool'): string[] {
+  if (!before) return [`+ new ${kind}: ${canonicalJson(after)}`]
   const out: string[] = []
-  for (const k of PINNED_MEMBERS) {
+  for (const k of PINNED_MEMBERS[kind]) {
     const a = canonicalJson(before[k])
     const b = canonicalJson(after[k])
     if (a !== b) out.push(`~ ${k}:`, `  - ${a}`, `  + ${b}`)
