@@ -97,7 +97,7 @@ describe('attack cases (checklist §19)', () => {
     const sid = init.headers.get('mcp-session-id')!
     await init.body?.cancel()
     const before = s.alpha.requests.length
-    for (const headers of [{}, { 'mcp-session-id': sid }]) {
+    for (const headers of [{}, { 'mcp-session-id': sid }] as Record<string, string>[]) {
       const res = await post('{"jsonrpc":"2.0","id":"srv-1","result":{"content":[]}}', headers)
       expect(res.status).toBe(400)
       // The gateway's refusal (SHTTP-36), not the upstream's: it carries the gateway's error code.

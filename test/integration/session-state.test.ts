@@ -156,14 +156,11 @@ describe('item 5: client responses only answer what the server asked', () => {
     const client = new Client({ name: 'asker', version: '1' }, { capabilities: { elicitation: {} } })
     let elicitationId: string | number | undefined
     const transport = new StreamableHTTPClientTransport(new URL(`${s.url}/mcp/alpha`), { requestInit: { headers: { authorization: `Bearer ${token}` } } })
-    const origOnMessage = () => transport.onmessage
     await client.connect(transport)
-    const handler = origOnMessage()!
-    transport.onmessage = (m, extra) => {
-      if ('method' in m && m.method === 'elicitation/create' && 'id' in m) elicitationId = m.id
-      handler(m, extra)
-    }
-    client.setRequestHandler(ElicitRequestSchema, async () => ({ action: 'accept', content: { ok: true } }))
+    client.setRequestHandler(ElicitRequestSchema, async (_request, extra) => {
+      elicitationId = extra.requestId
+      return { action: 'accept', content: { ok: true } }
+    })
     const result = await client.callTool({ name: 'confirm', arguments: { question: 'go?' } })
     expect(JSON.stringify(result.content)).toContain('user said accept')
     expect(elicitationId).toBeDefined()
