@@ -5,9 +5,13 @@
  *   mcp-warden check --config FILE    validate the config (and policies); exit 1 on any error
  *   mcp-warden policy test|explain …  policy suites and decisions (gateway/policy/cli.ts)
  */
+import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
-import { loadConfigFile } from './config/load.js'
-import { ConfigError, formatProblem } from './errors.js'
+import { issuersSendingRar, rarTypeProblems, type IssuerMetadataResult } from './approval/check.js'
+import { loadConfigFile, type RuntimeConfig } from './config/load.js'
+import { parseYamlSource, problemAt } from './config/yaml-source.js'
+import { ConfigError, formatProblem, type ConfigProblem } from './errors.js'
+import { fetchJson } from './lib/fetch-json.js'
 import { handleSignals, serve } from './main.js'
 import { checkPolicies, policyCommand, POLICY_USAGE } from './policy/cli.js'
 
@@ -29,9 +33,13 @@ export async function main(argv: string[]): Promise<number> {
     case 'check': {
       if (!configFile) return usage('check needs --config FILE')
       try {
-        const { warnings } = loadConfigFile(configFile)
+        const { config, warnings } = loadConfigFile(configFile)
         for (const w of warnings) process.stdout.write(`${formatProblem(w)}\n`)
-        for (const w of checkPolicies(configFile).warnings) process.stdout.write(`${w}\n`)
+        const policies = checkPolicies(configFile)
+        for (const w of policies.warnings) process.stdout.write(`${w}\n`)
+        const rar = await rarProblems(configFile, config, policies.approvalTypes)
+        for (const p of rar.filter((x) => x.severity === 'warning')) process.stdout.write(`${formatProblem(p)}\n`)
+        if (rar.some((p) => p.severity === 'error')) throw new ConfigError(rar)
         process.stdout.write(`${configFile}: ok\n`)
         return 0
       } catch (e) {
@@ -60,6 +68,39 @@ export async function main(argv: string[]): Promise<number> {
     default:
       return usage(`unknown command "${command}"`)
   }
+}
+
+/** CIBA issuers sending RAR: the AS metadata must list every type the approval rules use. */
+async function rarProblems(configFile: string, config: RuntimeConfig, types: ReadonlySet<string>): Promise<ConfigProblem[]> {
+  const issuers = issuersSendingRar(config.issuers.values())
+  if (issuers.length === 0 || types.size === 0) return []
+  const src = parseYamlSource(configFile, readFileSync(configFile, 'utf8'), process.env, [])
+  const out: ConfigProblem[] = []
+  for (const issuer of issuers) {
+    const md = await metadataOf(issuer.issuer, issuer.jwks.timeoutMs)
+    for (const p of rarTypeProblems(issuer, types, md)) {
+      out.push(src ? problemAt(src, p.path, p.message, p.severity) : { file: configFile, line: 1, column: 1, path: p.path.join('.'), message: p.message, severity: p.severity })
+    }
+  }
+  return out
+}
+
+/** RFC 8414 metadata, else OIDC discovery (as the JWKS loader looks for it); it must name the issuer. */
+async function metadataOf(issuer: string, timeoutMs: number): Promise<IssuerMetadataResult> {
+  const u = new URL(issuer)
+  const candidates = [`${u.origin}/.well-known/oauth-authorization-server${u.pathname === '/' ? '' : u.pathname}`, `${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`]
+  let why = 'no metadata'
+  for (const url of candidates) {
+    try {
+      const { status, body } = await fetchJson(url, { timeoutMs })
+      if (status !== 200 || !body || typeof body !== 'object' || Array.isArray(body)) continue
+      if ((body as Record<string, unknown>).issuer !== issuer) return { ok: false, why: 'metadata names another issuer' }
+      return { ok: true, metadata: body as Record<string, unknown> }
+    } catch (e) {
+      why = (e as Error).message
+    }
+  }
+  return { ok: false, why }
 }
 
 function usage(message: string): number {

@@ -46,6 +46,12 @@ export interface RuntimeApproval {
   readonly intervalMs: number
   readonly timeoutMs: number
   readonly exchangeSubject: 'caller' | 'approved'
+  /** RFC 9396 authorization_details sent to the AS (ciba). */
+  readonly authorizationDetails: 'none' | 'digest' | 'arguments'
+  /** RFC 8707 resource of the backchannel request: the route's own, a fixed URI, or none. */
+  readonly resource: { readonly kind: 'route' } | { readonly kind: 'uri'; readonly uri: string } | undefined
+  /** The AS's binding_message rule (compiled without flags, as oidc-provider's literal). */
+  readonly bindingMessagePattern: RegExp
   readonly webhook: { readonly url: string; readonly secret: Secret; readonly maxSkewMs: number } | undefined
 }
 
@@ -137,7 +143,9 @@ export interface RuntimePolicies {
   readonly claims: { readonly groups: string | undefined; readonly roles: string | undefined }
   readonly rawArguments: boolean
   /** Rate limits when Redis cannot answer (docs/limits.md). */
-  readonly limitsOnRedisDown: 'closed' | 'open'
+  readonly limitsOnRedisDown: 'closed' | 'open' | 'local'
+  /** Replicas sharing the limits (onRedisDown: local charges floor(limit / replicas) each). */
+  readonly limitsReplicas: number
 }
 
 export interface RuntimeConfig {
@@ -160,7 +168,7 @@ export interface RuntimeConfig {
   readonly egress: RuntimeEgress | undefined
   readonly cache: { readonly redis: RuntimeRedis | undefined }
   readonly logging: { readonly level: string }
-  readonly sessions: { readonly ttlMs: number }
+  readonly sessions: { readonly ttlMs: number; readonly signingKey: Secret | undefined }
   /** Policy engine settings; undefined = no policy stage (every authenticated call forwarded). */
   readonly policies: RuntimePolicies | undefined
   /** Start-up warnings (insecure development settings); logged once by main. */
@@ -268,6 +276,10 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
     claims: { groups: input.policies.claims.groups, roles: input.policies.claims.roles },
     rawArguments: input.policies.audit.rawArguments,
     limitsOnRedisDown: input.policies.limits.onRedisDown,
+    limitsReplicas: input.policies.limits.replicas ?? 1,
+  }
+  if (input.policies?.limits.onRedisDown === 'local' && input.policies.limits.replicas === undefined) {
+    problems.push(problemAt(src, ['policies', 'limits', 'onRedisDown'], 'onRedisDown: local needs policies.limits.replicas (the number of replicas sharing the limits)'))
   }
   if (!policies) warnings.push('no policies configured: every authenticated request is forwarded (add a policies: section for per-tool decisions)')
   const egress = input.egress && normalizeEgress(input.egress, { src, issuers: input.issuers, baseDir, env, problems })
@@ -291,7 +303,7 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
     egress,
     cache: { redis },
     logging: { level: input.logging.level },
-    sessions: { ttlMs: parseDuration(input.sessions.ttl) },
+    sessions: { ttlMs: parseDuration(input.sessions.ttl), signingKey: sessionSigningKey(src, input.sessions.signingKey, baseDir, env, problems, warnings) },
     policies,
     warnings,
   }
@@ -382,7 +394,33 @@ function normalizeApproval(src: YamlSource, name: string, iss: IssuerInput, base
       webhook = { url: a.webhook.url, secret: r.secret, maxSkewMs: parseDuration(a.webhook.maxSkew) }
     }
   }
-  return { channel: a.channel, backchannelEndpoint: a.backchannelEndpoint, loginHintClaim: a.loginHintClaim, scope: a.scope, intervalMs: parseDuration(a.interval), timeoutMs: parseDuration(a.timeout), exchangeSubject: a.exchangeSubject, webhook }
+  let resource: RuntimeApproval['resource']
+  if (a.resource === 'route') resource = { kind: 'route' }
+  else if (a.resource !== undefined) {
+    const u = URL.parse(a.resource)
+    if (!u || u.hash) problems.push(problemAt(src, at('resource'), 'resource must be `route` or an absolute URI without a fragment (RFC 8707 §2)'))
+    else resource = { kind: 'uri', uri: a.resource }
+  }
+  if (a.exchangeSubject === 'approved' && !resource) warnings.push(`issuers.${name}.approval: exchangeSubject: approved without approval.resource: the approved token is not audience-bound to the route; set resource: route if the AS knows the route`)
+  let bindingMessagePattern = /^[a-zA-Z0-9-._+/!?#]{1,20}$/
+  try {
+    bindingMessagePattern = new RegExp(a.bindingMessagePattern)
+  } catch (e) {
+    problems.push(problemAt(src, at('bindingMessagePattern'), `not a valid regular expression: ${(e as Error).message}`))
+  }
+  return {
+    channel: a.channel,
+    backchannelEndpoint: a.backchannelEndpoint,
+    loginHintClaim: a.loginHintClaim,
+    scope: a.scope,
+    intervalMs: parseDuration(a.interval),
+    timeoutMs: parseDuration(a.timeout),
+    exchangeSubject: a.exchangeSubject,
+    authorizationDetails: a.authorizationDetails,
+    resource,
+    bindingMessagePattern,
+    webhook,
+  }
 }
 
 function normalizeIntrospection(src: YamlSource, name: string, iss: IssuerInput, problems: ConfigProblem[], warnings: string[]): RuntimeIntrospection {
@@ -404,6 +442,20 @@ function normalizeIntrospection(src: YamlSource, name: string, iss: IssuerInput,
 }
 
 /** Issued upstream tokens are bearer tokens: Redis only ever holds them sealed with this key. */
+function sessionSigningKey(src: YamlSource, source: SecretSourceInput | undefined, baseDir: string, env: NodeJS.ProcessEnv, problems: ConfigProblem[], warnings: string[]): Secret | undefined {
+  if (!source) return undefined
+  const at = ['sessions', 'signingKey']
+  const r = resolveSecret(source, baseDir, env)
+  if (!r.ok) {
+    problems.push(problemAt(src, at, r.message))
+    return undefined
+  }
+  if (r.inline) warnings.push('sessions.signingKey is written inline; use fromEnv or fromFile outside development')
+  // HMAC-SHA256 under a short key is only as strong as the key.
+  if (Buffer.byteLength(r.secret.reveal()) < 32) problems.push(problemAt(src, at, 'sessions.signingKey must be at least 32 characters (e.g. openssl rand -base64 32)'))
+  return r.secret
+}
+
 function encryptionKey(src: YamlSource, source: SecretSourceInput | undefined, baseDir: string, env: NodeJS.ProcessEnv, problems: ConfigProblem[]): Secret | undefined {
   if (!source) return undefined
   const at = ['cache', 'redis', 'encryptionKey']

@@ -166,6 +166,24 @@ export const IssuerSchema = Type.Object(
             description:
               "ciba: the subject_token of the route's token exchange for an approved call. caller (default): the caller's token, as for any call. approved: the token the AS issued for the approval (it carries the approved authorization_details), so the upstream credential derives from the approval; needs cache.redis.encryptionKey to work across replicas.",
           }),
+          authorizationDetails: Type.Union([Type.Literal('none'), Type.Literal('digest'), Type.Literal('arguments')], {
+            default: 'none',
+            description:
+              "ciba: the RFC 9396 authorization_details sent with the backchannel request. none (default): no RAR; the approval is bound by the auth_req_id the gateway asked for this call and the ID token's sub. digest: the call's binding and argument digest. arguments: also the arguments (a rule's `details: digest` still narrows it). With digest or arguments, the AS must allow the rule's type for this client, and when it echoes authorization_details they must name the call. `check` reports a type the AS metadata does not list.",
+          }),
+          resource: Type.Optional(
+            Type.String({
+              minLength: 1,
+              description: "ciba: RFC 8707 resource of the backchannel request. Absent (default): none is sent. `route`: the route's own resource (needed by exchangeSubject: approved, so the approved token is audience-bound to the route). Or an absolute URI the AS knows.",
+            }),
+          ),
+          // Same text as DEFAULT_BINDING_MESSAGE_PATTERN in policy/approval-message.ts (a unit test ties them).
+          bindingMessagePattern: Type.String({
+            minLength: 1,
+            default: '^[a-zA-Z0-9-._+/!?#]{1,20}$',
+            description:
+              "ciba: the JavaScript regular expression the AS validates binding_message with. Default: oidc-provider's default rule. Every require-approval message must render inside it (checked when policies load).",
+          }),
           webhook: Type.Optional(
             Type.Object(
               {
@@ -470,6 +488,12 @@ export const GatewayConfigSchema = Type.Object(
     sessions: Type.Object(
       {
         ttl: Type.String({ ...Duration, default: '24h', description: 'How long the gateway remembers which caller owns an upstream session id. Default 24h.' }),
+        signingKey: Type.Optional(
+          Type.Union([SecretSource], {
+            description:
+              'HMAC-SHA256 key (at least 32 characters, the same on every replica). With it the gateway issues session ids that carry a MAC of their owner and expiry, so every replica can serve every session while Redis is down (docs/sessions.md).',
+          }),
+        ),
       },
       { ...Strict, default: {}, description: 'MCP sessions are bound to the caller that opened them; others get 404.' },
     ),
@@ -487,10 +511,12 @@ export const GatewayConfigSchema = Type.Object(
           ),
           limits: Type.Object(
             {
-              onRedisDown: Type.Union([Type.Literal('closed'), Type.Literal('open')], {
+              onRedisDown: Type.Union([Type.Literal('closed'), Type.Literal('open'), Type.Literal('local')], {
                 default: 'closed',
-                description: 'When Redis cannot answer a rate-limit decision: closed (default) refuses with 503 GW_RATE_LIMIT_UNAVAILABLE; open lets the request through, logged and counted (docs/limits.md).',
+                description:
+                  'When Redis cannot answer a rate-limit decision: closed (default) refuses with 503 GW_RATE_LIMIT_UNAVAILABLE; open lets the request through, logged and counted; local charges each replica at floor(limit / replicas) while Redis is down and for one window after it returns (docs/limits.md).',
               }),
+              replicas: Type.Optional(Type.Integer({ minimum: 1, description: 'How many replicas share the limits; needed by onRedisDown: local (each replica then allows floor(limit / replicas)).' })),
             },
             { ...Strict, default: {}, description: 'Rate limits and quotas declared in policy documents (limits:).' },
           ),

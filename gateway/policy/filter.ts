@@ -27,7 +27,8 @@ export function listFilter(requests: ReadonlyMap<string | number, string>, isVis
     const result = m.result as Record<string, unknown>
     const items = result[spec.field]
     if (!Array.isArray(items)) return message
-    return { ...m, result: { ...result, [spec.field]: visibleItems(items, spec, isVisible) } }
+    // A 2026-07-28 result (a native upstream's) may say "public"; filtered for this caller it is private (V26-10).
+    return { ...m, result: { ...result, [spec.field]: visibleItems(items, spec, isVisible), ...('cacheScope' in result ? { cacheScope: 'private' } : {}) } }
   }
   return (message) => (Array.isArray(message) ? message.map(one) : one(message))
 }
@@ -57,7 +58,8 @@ export function replayFilter(isVisible: Visibility): (message: unknown) => unkno
       const items = result[spec.field]
       if (Array.isArray(items)) result = { ...result, [spec.field]: visibleItems(items, spec, isVisible) }
     }
-    return result === m.result ? message : { ...m, result }
+    if (result === m.result) return message
+    return { ...m, result: 'cacheScope' in result ? { ...result, cacheScope: 'private' } : result }
   }
   return (message) => (Array.isArray(message) ? message.map(one) : one(message))
 }

@@ -9,13 +9,22 @@ import type { SessionRegistry } from './binding.js'
 import { sessionVersion, versionOfInitializeResult, type NegotiatedVersions } from './negotiated.js'
 import { serverRequestId, type AnswerScope, type ServerRequests } from './server-requests.js'
 
+/** The sealed id a request presented, to hand back instead of the upstream's id on its response. */
+const presented = new WeakMap<FastifyRequest, { sealed: string; upstream: string }>()
+
 export function checkSessionHook(sessions: SessionRegistry) {
   return async function checkSession(request: FastifyRequest, _reply: FastifyReply): Promise<void> {
     const { mcp, principal, route } = request.gw
     if (!mcp?.sessionId || !principal || !route) return
-    const verdict = await sessions.check(route.name, mcp.sessionId, principal)
+    const { verdict, upstreamId } = await sessions.resolve(route.name, mcp.sessionId, principal)
     // Someone else's session is indistinguishable from a session that does not exist (SHTTP-27).
     if (verdict !== 'owner') throw new GatewayError('GW_MCP_SESSION_NOT_FOUND', { detail: `session ${verdict}` })
+    // A sealed id (sealed-id.ts) is the gateway's: the upstream only knows its own id.
+    if (upstreamId !== mcp.sessionId) {
+      presented.set(request, { sealed: mcp.sessionId, upstream: upstreamId })
+      request.headers['mcp-session-id'] = upstreamId
+      mcp.sessionId = upstreamId
+    }
   }
 }
 
@@ -24,8 +33,13 @@ export function observeSessions(sessions: SessionRegistry) {
     const { mcp, principal, route } = request.gw
     if (!principal || !route) return
     const issued = headers['mcp-session-id']
+    // Upstreams (the MCP SDK among them) repeat the session id on every response, and clients
+    // adopt what they receive: the client must keep seeing the sealed id, never the upstream's.
+    const p = presented.get(request)
+    if (p && issued === p.upstream) headers['mcp-session-id'] = p.sealed
     if (request.method === 'POST' && mcp?.method === 'initialize' && status >= 200 && status < 300 && typeof issued === 'string') {
-      await sessions.record(route.name, issued, principal)
+      // Rewritten in place: the proxy relays these headers once every observer has finished.
+      headers['mcp-session-id'] = await sessions.issue(route.name, issued, principal)
       return
     }
     // A terminated session (DELETE accepted, or the upstream no longer knows it) is forgotten.
@@ -74,7 +88,8 @@ export function sessionStateStage(versions: NegotiatedVersions, serverRequests: 
       message: (message, headers) => {
         if (initialize) {
           const version = versionOfInitializeResult(message, rpcId)
-          const issued = headers['mcp-session-id']
+          // Keyed by the upstream's id, the one later requests carry once checkSession unsealed theirs.
+          const issued = issuedUpstream.get(request) ?? headers['mcp-session-id']
           return version && typeof issued === 'string' ? versions.record(route.name, issued, version).then(() => true) : true
         }
         const id = serverRequestId(message)
@@ -88,10 +103,19 @@ export function sessionStateStage(versions: NegotiatedVersions, serverRequests: 
   }
 }
 
-/** Forgets the negotiated version with the session (DELETE accepted, or the upstream's 404). */
+/** The session id an upstream issued on initialize, before the binding observer replaces it with the sealed one. */
+const issuedUpstream = new WeakMap<FastifyRequest, string>()
+
+/**
+ * Notes the upstream's own id of a new session (it must run before `observeSessions`, which
+ * rewrites the header the client will see) and forgets the negotiated version with the session
+ * (DELETE accepted, or the upstream's 404).
+ */
 export function observeSessionState(versions: NegotiatedVersions) {
-  return async function sessionStateObserver(request: FastifyRequest, status: number, _headers: IncomingHttpHeaders): Promise<void> {
+  return async function sessionStateObserver(request: FastifyRequest, status: number, headers: IncomingHttpHeaders): Promise<void> {
     const { mcp, route } = request.gw
+    const issued = headers['mcp-session-id']
+    if (request.method === 'POST' && mcp?.method === 'initialize' && typeof issued === 'string') issuedUpstream.set(request, issued)
     if (!route || !mcp?.sessionId) return
     if ((request.method === 'DELETE' && status >= 200 && status < 300) || status === 404) await versions.forget(route.name, mcp.sessionId)
   }

@@ -9,6 +9,7 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import { ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js'
+import { randomBytes } from 'node:crypto'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -45,7 +46,8 @@ beforeAll(async () => {
     upstream: { resumable: true },
     issuerExtra: `client: { id: mcp-warden, auth: client_secret_basic, secret: { value: "${as.gateway.clientSecret}" } }`,
     routeExtras: { alpha: `credentials: { strategy: token-exchange, resource: ${UPSTREAM} }` },
-    extra: `policies:\n  dir: ${policyDir()}`,
+    // Sealed session ids (issue 23): the client's id is not the upstream's, and the state must still be found.
+    extra: `policies:\n  dir: ${policyDir()}\nsessions:\n  signingKey: { value: "${randomBytes(32).toString('base64')}" }`,
   })
   token = await s.token({ scope: 'tools.read' })
 }, 60_000)
@@ -68,6 +70,8 @@ async function session(version: string): Promise<string> {
   const res = await post(init(version), { 'mcp-protocol-version': header })
   expect(res.status).toBe(200)
   const sid = res.headers.get('mcp-session-id')!
+  // The gateway's sealed id, not the upstream's: the state is keyed by what the upstream knows.
+  expect(sid).toMatch(/^s1\./)
   expect(await res.text()).toContain(`"protocolVersion":"${version}"`)
   expect((await post('{"jsonrpc":"2.0","method":"notifications/initialized"}', { 'mcp-session-id': sid, 'mcp-protocol-version': header })).status).toBe(202)
   return sid
