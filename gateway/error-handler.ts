@@ -48,8 +48,9 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, err: unk
     const oauthError =
       e.code === 'GW_AUTH_INVALID_TOKEN' ? 'invalid_token' : e.code === 'GW_AUTH_INVALID_REQUEST' ? 'invalid_request' : e.code === 'GW_AUTH_INSUFFICIENT_SCOPE' ? 'insufficient_scope' : undefined
     if (route && e.code !== 'GW_AUTH_UNAVAILABLE') {
-      // MCP 2025-11-25: the 401 names the scopes needed to use the route; 403 the ones missing.
-      const scope = e.scope ?? (route.scopesSupported.length > 0 ? route.scopesSupported.join(' ') : undefined)
+      // MCP 2025-11-25: the 401 names the scopes a first token needs (least privilege: not all of
+      // scopesSupported, or no client would ever step up); the 403 the ones the refused call needs.
+      const scope = e.scope ?? (route.challengeScopes.length > 0 ? route.challengeScopes.join(' ') : undefined)
       reply.header('www-authenticate', bearerChallenge({ resourceMetadata: route.metadataUrl || undefined, error: oauthError, description: e.description, scope }))
     }
     const body: Record<string, unknown> = { error: oauthError ?? (e.statusCode === 503 ? 'temporarily_unavailable' : 'unauthorized'), request_id: requestId }
