@@ -261,7 +261,9 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
   if (input.cache.redis) {
     const r = input.cache.redis
     const connection = normalizeRedisConnection(r, { src, baseDir, env, problems, warnings })
-    if (connection) redis = { connection, keyPrefix: r.keyPrefix, commandTimeoutMs: parseDuration(r.commandTimeout), encryptionKey: encryptionKey(src, r.encryptionKey, baseDir, env, problems) }
+    // Checked even when the connection is not: one run reports both.
+    const key = encryptionKey(src, r.encryptionKey, baseDir, env, problems)
+    if (connection) redis = { connection, keyPrefix: r.keyPrefix, commandTimeoutMs: parseDuration(r.commandTimeout), encryptionKey: key }
     if (redis && !redis.encryptionKey && routes.some((rt) => rt.credentials?.strategies.some((st) => st.kind === 'token-exchange' || st.kind === 'identity-chaining' || st.kind === 'client-credentials'))) {
       problems.push(problemAt(src, ['cache', 'redis'], 'no encryptionKey: tokens issued for upstreams are cached per replica only, not in Redis', 'warning'))
     }
@@ -385,7 +387,7 @@ function normalizeApproval(src: YamlSource, name: string, iss: IssuerInput, base
     if (!r.ok) problems.push(problemAt(src, at('webhook', 'secret'), r.message))
     else {
       if (r.inline) warnings.push(`issuers.${name}.approval.webhook.secret is written inline; use fromEnv or fromFile outside development`)
-      if (r.secret.reveal().length < 32) problems.push(problemAt(src, at('webhook', 'secret'), 'the webhook secret must be at least 32 characters'))
+      if (!r.secret.placeholder && r.secret.reveal().length < 32) problems.push(problemAt(src, at('webhook', 'secret'), 'the webhook secret must be at least 32 characters'))
       webhook = { url: a.webhook.url, secret: r.secret, maxSkewMs: parseDuration(a.webhook.maxSkew) }
     }
   }
@@ -419,6 +421,7 @@ function encryptionKey(src: YamlSource, source: SecretSourceInput | undefined, b
     problems.push(problemAt(src, at, r.message))
     return undefined
   }
+  if (r.secret.placeholder) return r.secret
   const text = r.secret.reveal()
   const key = /^[0-9a-fA-F]{64}$/.test(text) ? Buffer.from(text, 'hex') : Buffer.from(text, 'base64')
   if (key.length !== 32) {

@@ -67,6 +67,24 @@ describe('mcp-warden check', () => {
   })
 })
 
+describe('mcp-warden help and version (the process as an operator runs it)', () => {
+  it('--version, policy explain --help and policy test --help exit 0 on stdout; an unknown option exits 2 without a stack trace', async () => {
+    const version = runCli(['--version'])
+    expect(await version.exited).toBe(0)
+    expect(version.stdout()).toMatch(/^mcp-warden \d+\.\d+\.\d+\n$/)
+    for (const argv of [['policy', 'explain', '--help'], ['policy', 'test', '--help'], ['-h']]) {
+      const p = runCli(argv)
+      expect(await p.exited, argv.join(' ')).toBe(0)
+      expect(p.stdout(), argv.join(' ')).toContain('mcp-warden policy explain')
+      expect(p.stderr(), argv.join(' ')).toBe('')
+    }
+    const bad = runCli(['policy', 'explain', '--rout', 'x'])
+    expect(await bad.exited).toBe(2)
+    expect(bad.stderr()).toMatch(/^mcp-warden policy explain: Unknown option '--rout'/)
+    expect(bad.stderr()).not.toMatch(/\n\s+at /)
+  })
+})
+
 describe('mcp-warden serve', () => {
   it('SIGTERM drains: an in-flight SSE tool call completes, readiness drops, the process exits 0', async () => {
     const [port, adminPort] = [await freePort(), await freePort()]
