@@ -42,11 +42,14 @@ import { MemoryLimiter } from './limits/memory.js'
 import { AddressFailures } from './limits/failures.js'
 import { addressGate, limitStage } from './limits/plugin.js'
 import { RedisLimiter } from './limits/redis.js'
+import { LocalFallbackLimiter } from './limits/fallback.js'
+import type { Limiter } from './limits/window.js'
 import { parseRequestTarget } from './lib/request-target.js'
 import { restUnder } from './proxy/path.js'
 import { originCheckFor, registerRouteProxy } from './proxy/plugin.js'
 import { registerLegacyClients, servesLegacyClients } from './legacy/plugin.js'
 import { SessionRegistry } from './session/binding.js'
+import { SessionSealer } from './session/sealed-id.js'
 import { checkSessionHook, observeSessions } from './session/plugin.js'
 
 export interface GatewayDeps {
@@ -77,6 +80,21 @@ export interface Gateway {
   bridges: ReadonlyMap<string, Bridge>
   start(): Promise<{ url: string; adminUrl: string; egressUrl?: string }>
   close(): Promise<void>
+}
+
+/** Shared through Redis when configured, else per replica; `onRedisDown: local` wraps the shared one. */
+function rateLimiter(config: RuntimeConfig, store: SharedStore, logger: Logger): Limiter {
+  if (!(store instanceof RedisStore)) return new MemoryLimiter()
+  const shared = new RedisLimiter(store.client, { oneSlot: store.mode === 'cluster' })
+  if (config.policies?.limitsOnRedisDown !== 'local') return shared
+  const replicas = config.policies.limitsReplicas
+  return new LocalFallbackLimiter(shared, {
+    replicas,
+    onLocal: (local) =>
+      local
+        ? logger.warn({ event: 'rate_limit.local', replicas }, 'rate-limit store unreachable: each replica charges limit / replicas (policies.limits.onRedisDown: local)')
+        : logger.info({ event: 'rate_limit.shared' }, 'rate limits decided by Redis again'),
+  })
 }
 
 export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Promise<Gateway> {
@@ -170,8 +188,10 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
   if (approvals) registerApprovalCallbacks(app, approvals)
   const decide = policies ? [policyStage(policies, metrics, { rawArguments: config.policies!.rawArguments, approvals: approvals !== undefined, ...(deps.now ? { now: deps.now } : {}) })] : []
   // Rate limits live in policy documents; shared through Redis when configured, else per replica.
-  if (policies) decide.push(limitStage(policies, store instanceof RedisStore ? new RedisLimiter(store.client, { oneSlot: store.mode === 'cluster' }) : new MemoryLimiter(), metrics, { onRedisDown: config.policies!.limitsOnRedisDown, logger }))
-  const sessions = new SessionRegistry(store, config.sessions.ttlMs)
+  if (policies) decide.push(limitStage(policies, rateLimiter(config, store, logger), metrics, { onRedisDown: config.policies!.limitsOnRedisDown, logger }))
+  // Sealed session ids (session/sealed-id.ts): every replica can decide every session without Redis.
+  const signingKey = config.sessions.signingKey && Buffer.from(config.sessions.signingKey.reveal(), 'utf8')
+  const sessions = new SessionRegistry(store, config.sessions.ttlMs, { sealer: signingKey && new SessionSealer(signingKey) })
   const checkSession = checkSessionHook(sessions)
   const sessionObserver = observeSessions(sessions)
   const upstreamSessions = new UpstreamSessions(store, config.sessions.ttlMs)

@@ -139,7 +139,9 @@ export interface RuntimePolicies {
   readonly claims: { readonly groups: string | undefined; readonly roles: string | undefined }
   readonly rawArguments: boolean
   /** Rate limits when Redis cannot answer (docs/limits.md). */
-  readonly limitsOnRedisDown: 'closed' | 'open'
+  readonly limitsOnRedisDown: 'closed' | 'open' | 'local'
+  /** Replicas sharing the limits (onRedisDown: local charges floor(limit / replicas) each). */
+  readonly limitsReplicas: number
 }
 
 export interface RuntimeConfig {
@@ -162,7 +164,7 @@ export interface RuntimeConfig {
   readonly egress: RuntimeEgress | undefined
   readonly cache: { readonly redis: RuntimeRedis | undefined }
   readonly logging: { readonly level: string }
-  readonly sessions: { readonly ttlMs: number }
+  readonly sessions: { readonly ttlMs: number; readonly signingKey: Secret | undefined }
   /** Policy engine settings; undefined = no policy stage (every authenticated call forwarded). */
   readonly policies: RuntimePolicies | undefined
   /** Start-up warnings (insecure development settings); logged once by main. */
@@ -277,6 +279,10 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
     claims: { groups: input.policies.claims.groups, roles: input.policies.claims.roles },
     rawArguments: input.policies.audit.rawArguments,
     limitsOnRedisDown: input.policies.limits.onRedisDown,
+    limitsReplicas: input.policies.limits.replicas ?? 1,
+  }
+  if (input.policies?.limits.onRedisDown === 'local' && input.policies.limits.replicas === undefined) {
+    problems.push(problemAt(src, ['policies', 'limits', 'onRedisDown'], 'onRedisDown: local needs policies.limits.replicas (the number of replicas sharing the limits)'))
   }
   if (!policies) warnings.push('no policies configured: every authenticated request is forwarded (add a policies: section for per-tool decisions)')
   const egress = input.egress && normalizeEgress(input.egress, { src, issuers: input.issuers, baseDir, env, problems })
@@ -300,7 +306,7 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
     egress,
     cache: { redis },
     logging: { level: input.logging.level },
-    sessions: { ttlMs: parseDuration(input.sessions.ttl) },
+    sessions: { ttlMs: parseDuration(input.sessions.ttl), signingKey: sessionSigningKey(src, input.sessions.signingKey, baseDir, env, problems, warnings) },
     policies,
     warnings,
   }
@@ -413,6 +419,20 @@ function normalizeIntrospection(src: YamlSource, name: string, iss: IssuerInput,
 }
 
 /** Issued upstream tokens are bearer tokens: Redis only ever holds them sealed with this key. */
+function sessionSigningKey(src: YamlSource, source: SecretSourceInput | undefined, baseDir: string, env: NodeJS.ProcessEnv, problems: ConfigProblem[], warnings: string[]): Secret | undefined {
+  if (!source) return undefined
+  const at = ['sessions', 'signingKey']
+  const r = resolveSecret(source, baseDir, env)
+  if (!r.ok) {
+    problems.push(problemAt(src, at, r.message))
+    return undefined
+  }
+  if (r.inline) warnings.push('sessions.signingKey is written inline; use fromEnv or fromFile outside development')
+  // HMAC-SHA256 under a short key is only as strong as the key.
+  if (Buffer.byteLength(r.secret.reveal()) < 32) problems.push(problemAt(src, at, 'sessions.signingKey must be at least 32 characters (e.g. openssl rand -base64 32)'))
+  return r.secret
+}
+
 function encryptionKey(src: YamlSource, source: SecretSourceInput | undefined, baseDir: string, env: NodeJS.ProcessEnv, problems: ConfigProblem[]): Secret | undefined {
   if (!source) return undefined
   const at = ['cache', 'redis', 'encryptionKey']

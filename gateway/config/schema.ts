@@ -481,6 +481,12 @@ export const GatewayConfigSchema = Type.Object(
     sessions: Type.Object(
       {
         ttl: Type.String({ ...Duration, default: '24h', description: 'How long the gateway remembers which caller owns an upstream session id. Default 24h.' }),
+        signingKey: Type.Optional(
+          Type.Union([SecretSource], {
+            description:
+              'HMAC-SHA256 key (at least 32 characters, the same on every replica). With it the gateway issues session ids that carry a MAC of their owner and expiry, so every replica can serve every session while Redis is down (docs/sessions.md).',
+          }),
+        ),
       },
       { ...Strict, default: {}, description: 'MCP sessions are bound to the caller that opened them; others get 404.' },
     ),
@@ -498,10 +504,12 @@ export const GatewayConfigSchema = Type.Object(
           ),
           limits: Type.Object(
             {
-              onRedisDown: Type.Union([Type.Literal('closed'), Type.Literal('open')], {
+              onRedisDown: Type.Union([Type.Literal('closed'), Type.Literal('open'), Type.Literal('local')], {
                 default: 'closed',
-                description: 'When Redis cannot answer a rate-limit decision: closed (default) refuses with 503 GW_RATE_LIMIT_UNAVAILABLE; open lets the request through, logged and counted (docs/limits.md).',
+                description:
+                  'When Redis cannot answer a rate-limit decision: closed (default) refuses with 503 GW_RATE_LIMIT_UNAVAILABLE; open lets the request through, logged and counted; local charges each replica at floor(limit / replicas) while Redis is down and for one window after it returns (docs/limits.md).',
               }),
+              replicas: Type.Optional(Type.Integer({ minimum: 1, description: 'How many replicas share the limits; needed by onRedisDown: local (each replica then allows floor(limit / replicas)).' })),
             },
             { ...Strict, default: {}, description: 'Rate limits and quotas declared in policy documents (limits:).' },
           ),

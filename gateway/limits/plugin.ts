@@ -13,7 +13,8 @@ import type { AddressFailures } from './failures.js'
 import { LimiterUnavailable, type Limiter } from './window.js'
 
 export interface LimitStageOptions {
-  onRedisDown: 'closed' | 'open'
+  /** local: the limiter itself falls back (fallback.ts) and never reports the store unavailable. */
+  onRedisDown: 'closed' | 'open' | 'local'
   logger: Logger
 }
 

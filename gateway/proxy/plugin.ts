@@ -296,7 +296,12 @@ function relayResponse(request: FastifyRequest, rep: FastifyReply, res: Upstream
   // Observers finish before the client sees the response: a session id must be bound before
   // the client can present it (to this replica or another).
   Promise.all(observers.map((o) => o(request, status, res.headers))).then(
-    relay,
+    () => {
+      // The head was set before the observers ran; one may have re-issued the session id (session/sealed-id.ts).
+      const sid = res.headers['mcp-session-id']
+      if (typeof sid === 'string') rep.header('mcp-session-id', sid)
+      relay()
+    },
     (e: unknown) => {
       res.stream.destroy()
       for (const h of Object.keys(rep.getHeaders())) rep.removeHeader(h)

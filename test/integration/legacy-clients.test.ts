@@ -326,7 +326,7 @@ describe('stream limits', () => {
 })
 
 describe('two replicas sharing Redis', () => {
-  it('LEG-03 / LEG-05 / the id is owner-bound on every replica (foreign → 404 from Redis), streams are per replica, and the id is removed from Redis when the stream closes', async () => {
+  it('LEG-03 / LEG-05 / the id is owner-bound on every replica (foreign → 404 from Redis), streams are per replica, and the id is ended in Redis (a tombstone) when the stream closes', async () => {
     const redis = await startRedis()
     const a = await startStack({ redis, routeExtras: { alpha: 'legacyClients: true' } })
     const b = await startStack({ redis, as: a.as, replicaOf: a, routeExtras: { alpha: 'legacyClients: true' } })
@@ -347,7 +347,8 @@ describe('two replicas sharing Redis', () => {
       expect((await postMessage(stream.endpoint.data, alice, INIT_2024, a.url)).status).toBe(202)
       expect(JSON.parse((await stream.next()).data)).toMatchObject({ id: 1, result: { serverInfo: { name: 'alpha' } } })
       stream.close()
-      await waitFor(async () => (await a.gateway.store.get(sessionKey('alpha/legacy-sse', id))) === undefined)
+      // Ended is a tombstone, so replicas still holding the binding learn it ended (issue 23).
+      await waitFor(async () => (await a.gateway.store.get(sessionKey('alpha/legacy-sse', id))) === '-')
       // Dead everywhere: unknown on the replica that held it; on the other, at most an owner entry
       // still in its 30 s in-process cache, with no stream to answer on.
       expect((await postMessage(stream.endpoint.data, alice, INIT_2024, a.url)).status).toBe(404)
