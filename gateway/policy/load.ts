@@ -62,10 +62,10 @@ export function compilePolicyFiles(files: readonly PolicyFile[], ctx: CompileCon
   // One run reports every problem: the files that are valid are compiled even when another is not,
   // and the regexes of an invalid one are still checked (a fix of its schema error must not reveal
   // the next error only on the next run). The set is refused all the same.
-  const unreadable = problems.some((p) => p.severity === 'error')
+  const invalidFiles = problems.some((p) => p.severity === 'error')
   const set = compilePolicies(docs, ctx, problems, policyVersion(files))
   for (const src of invalid) problems.push(...regexProblems(src))
-  if (!set || unreadable) throw new ConfigError(problems)
+  if (!set || invalidFiles) throw new ConfigError(problems)
   return { set, warnings: problems.filter((p) => p.severity === 'warning') }
 }
 
