@@ -7,9 +7,12 @@ import { existsSync, readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { issuersSendingRar, rarTypeProblems, type IssuerMetadataResult } from './approval/check.js'
 import { loadConfigFile, type RuntimeConfig } from './config/load.js'
 import { referencesOnly } from './config/secrets.js'
+import { parseYamlSource, problemAt } from './config/yaml-source.js'
 import { ConfigError, formatProblem, type ConfigProblem } from './errors.js'
+import { fetchJson } from './lib/fetch-json.js'
 import { handleSignals, serve } from './main.js'
 import { checkPolicies, policyCommand, POLICY_USAGE, type Out } from './policy/cli.js'
 
@@ -75,7 +78,7 @@ export async function main(argv: string[], io: Out = stdio): Promise<number> {
   }
   const configFile = values.config ?? process.env.MCP_WARDEN_CONFIG
   if (!configFile) return usage(io, `${command} needs --config FILE`)
-  if (command === 'check') return check(configFile, values['no-secrets'] === true, io)
+  if (command === 'check') return await check(configFile, values['no-secrets'] === true, io)
   try {
     const gateway = await serve(configFile)
     handleSignals(gateway)
@@ -91,7 +94,7 @@ export async function main(argv: string[], io: Out = stdio): Promise<number> {
 }
 
 /** `check`: the config's and the policies' problems from one run, in file and line order. */
-function check(configFile: string, noSecrets: boolean, io: Out): number {
+async function check(configFile: string, noSecrets: boolean, io: Out): Promise<number> {
   const problems: ConfigProblem[] = []
   let config: RuntimeConfig | undefined
   try {
@@ -102,13 +105,48 @@ function check(configFile: string, noSecrets: boolean, io: Out): number {
     if (!(e instanceof ConfigError)) throw e
     problems.push(...e.problems)
   }
-  problems.push(...checkPolicies(configFile, config))
+  const policies = checkPolicies(configFile, config)
+  problems.push(...policies.problems)
+  if (config) problems.push(...(await rarProblems(configFile, config, policies.approvalTypes)))
   problems.sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : a.line - b.line || a.column - b.column))
   const failed = problems.some((p) => p.severity === 'error')
   for (const p of problems) (failed ? io.err : io.out)(`${formatProblem(p)}\n`)
   if (failed) return 1
   io.out(`${configFile}: ok${noSecrets ? ' (secret references not resolved)' : ''}\n`)
   return 0
+}
+
+/** CIBA issuers sending RAR: the AS metadata must list every type the approval rules use. */
+async function rarProblems(configFile: string, config: RuntimeConfig, types: ReadonlySet<string>): Promise<ConfigProblem[]> {
+  const issuers = issuersSendingRar(config.issuers.values())
+  if (issuers.length === 0 || types.size === 0) return []
+  const src = parseYamlSource(configFile, readFileSync(configFile, 'utf8'), process.env, [])
+  const out: ConfigProblem[] = []
+  for (const issuer of issuers) {
+    const md = await metadataOf(issuer.issuer, issuer.jwks.timeoutMs)
+    for (const p of rarTypeProblems(issuer, types, md)) {
+      out.push(src ? problemAt(src, p.path, p.message, p.severity) : { file: configFile, line: 1, column: 1, path: p.path.join('.'), message: p.message, severity: p.severity })
+    }
+  }
+  return out
+}
+
+/** RFC 8414 metadata, else OIDC discovery (as the JWKS loader looks for it); it must name the issuer. */
+async function metadataOf(issuer: string, timeoutMs: number): Promise<IssuerMetadataResult> {
+  const u = new URL(issuer)
+  const candidates = [`${u.origin}/.well-known/oauth-authorization-server${u.pathname === '/' ? '' : u.pathname}`, `${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`]
+  let why = 'no metadata'
+  for (const url of candidates) {
+    try {
+      const { status, body } = await fetchJson(url, { timeoutMs })
+      if (status !== 200 || !body || typeof body !== 'object' || Array.isArray(body)) continue
+      if ((body as Record<string, unknown>).issuer !== issuer) return { ok: false, why: 'metadata names another issuer' }
+      return { ok: true, metadata: body as Record<string, unknown> }
+    } catch (e) {
+      why = (e as Error).message
+    }
+  }
+  return { ok: false, why }
 }
 
 function usage(io: Out, message: string): number {

@@ -39,6 +39,7 @@ export type Reason =
   | 'approval-expired'
   | 'approval-unavailable'
   | 'approval-unbound'
+  | 'approval-refused'
   | 'approval-callback'
   | 'route-not-found'
   | 'upstream-unavailable'
@@ -101,6 +102,9 @@ export const ERROR_CATALOGUE = {
   GW_APPROVAL_PENDING: { status: 200, reason: 'approval-pending', protocol: 'jsonrpc', rpcCode: -31461, message: 'Awaiting the user\'s approval; retry the same call' },
   GW_APPROVAL_EXPIRED: { status: 200, reason: 'approval-expired', protocol: 'jsonrpc', rpcCode: -31462, message: 'The approval request expired without a decision' },
   GW_APPROVAL_NOT_BOUND: { status: 200, reason: 'approval-unbound', protocol: 'jsonrpc', rpcCode: -31463, message: 'The approval does not cover this call' },
+  // The AS said no to the request itself (not the user): data.asError names its OAuth error code so an
+  // operator can fix the AS or gateway.yaml; retrying the same call cannot help.
+  GW_APPROVAL_REFUSED: { status: 200, reason: 'approval-refused', protocol: 'jsonrpc', rpcCode: -31464, message: 'The authorization server refused the approval request' },
   GW_APPROVAL_UNAVAILABLE: { status: 503, reason: 'approval-unavailable', protocol: 'jsonrpc', rpcCode: -32603, message: 'Human approval is temporarily unavailable' },
   GW_APPROVAL_CALLBACK_INVALID: { status: 400, reason: 'approval-callback', protocol: 'plain', message: 'Invalid approval callback' },
   GW_APPROVAL_CALLBACK_SIGNATURE: { status: 401, reason: 'approval-callback', protocol: 'plain', message: 'Invalid approval callback signature' },

@@ -46,6 +46,12 @@ export interface RuntimeApproval {
   readonly intervalMs: number
   readonly timeoutMs: number
   readonly exchangeSubject: 'caller' | 'approved'
+  /** RFC 9396 authorization_details sent to the AS (ciba). */
+  readonly authorizationDetails: 'none' | 'digest' | 'arguments'
+  /** RFC 8707 resource of the backchannel request: the route's own, a fixed URI, or none. */
+  readonly resource: { readonly kind: 'route' } | { readonly kind: 'uri'; readonly uri: string } | undefined
+  /** The AS's binding_message rule (compiled without flags, as oidc-provider's literal). */
+  readonly bindingMessagePattern: RegExp
   readonly webhook: { readonly url: string; readonly secret: Secret; readonly maxSkewMs: number } | undefined
 }
 
@@ -397,7 +403,33 @@ function normalizeApproval(src: YamlSource, name: string, iss: IssuerInput, base
       webhook = { url: a.webhook.url, secret: r.secret, maxSkewMs: parseDuration(a.webhook.maxSkew) }
     }
   }
-  return { channel: a.channel, backchannelEndpoint: a.backchannelEndpoint, loginHintClaim: a.loginHintClaim, scope: a.scope, intervalMs: parseDuration(a.interval), timeoutMs: parseDuration(a.timeout), exchangeSubject: a.exchangeSubject, webhook }
+  let resource: RuntimeApproval['resource']
+  if (a.resource === 'route') resource = { kind: 'route' }
+  else if (a.resource !== undefined) {
+    const u = URL.parse(a.resource)
+    if (!u || u.hash) problems.push(problemAt(src, at('resource'), 'resource must be `route` or an absolute URI without a fragment (RFC 8707 §2)'))
+    else resource = { kind: 'uri', uri: a.resource }
+  }
+  if (a.exchangeSubject === 'approved' && !resource) warnings.push(`issuers.${name}.approval: exchangeSubject: approved without approval.resource: the approved token is not audience-bound to the route; set resource: route if the AS knows the route`)
+  let bindingMessagePattern = /^[a-zA-Z0-9-._+/!?#]{1,20}$/
+  try {
+    bindingMessagePattern = new RegExp(a.bindingMessagePattern)
+  } catch (e) {
+    problems.push(problemAt(src, at('bindingMessagePattern'), `not a valid regular expression: ${(e as Error).message}`))
+  }
+  return {
+    channel: a.channel,
+    backchannelEndpoint: a.backchannelEndpoint,
+    loginHintClaim: a.loginHintClaim,
+    scope: a.scope,
+    intervalMs: parseDuration(a.interval),
+    timeoutMs: parseDuration(a.timeout),
+    exchangeSubject: a.exchangeSubject,
+    authorizationDetails: a.authorizationDetails,
+    resource,
+    bindingMessagePattern,
+    webhook,
+  }
 }
 
 function normalizeIntrospection(src: YamlSource, name: string, iss: IssuerInput, problems: ConfigProblem[], warnings: string[]): RuntimeIntrospection {

@@ -166,6 +166,24 @@ export const IssuerSchema = Type.Object(
             description:
               "ciba: the subject_token of the route's token exchange for an approved call. caller (default): the caller's token, as for any call. approved: the token the AS issued for the approval (it carries the approved authorization_details), so the upstream credential derives from the approval; needs cache.redis.encryptionKey to work across replicas.",
           }),
+          authorizationDetails: Type.Union([Type.Literal('none'), Type.Literal('digest'), Type.Literal('arguments')], {
+            default: 'none',
+            description:
+              "ciba: the RFC 9396 authorization_details sent with the backchannel request. none (default): no RAR; the approval is bound by the auth_req_id the gateway asked for this call and the ID token's sub. digest: the call's binding and argument digest. arguments: also the arguments (a rule's `details: digest` still narrows it). With digest or arguments, the AS must allow the rule's type for this client, and when it echoes authorization_details they must name the call. `check` reports a type the AS metadata does not list.",
+          }),
+          resource: Type.Optional(
+            Type.String({
+              minLength: 1,
+              description: "ciba: RFC 8707 resource of the backchannel request. Absent (default): none is sent. `route`: the route's own resource (needed by exchangeSubject: approved, so the approved token is audience-bound to the route). Or an absolute URI the AS knows.",
+            }),
+          ),
+          // Same text as DEFAULT_BINDING_MESSAGE_PATTERN in policy/approval-message.ts (a unit test ties them).
+          bindingMessagePattern: Type.String({
+            minLength: 1,
+            default: '^[a-zA-Z0-9-._+/!?#]{1,20}$',
+            description:
+              "ciba: the JavaScript regular expression the AS validates binding_message with. Default: oidc-provider's default rule. Every require-approval message must render inside it (checked when policies load).",
+          }),
           webhook: Type.Optional(
             Type.Object(
               {

@@ -139,13 +139,16 @@ export function policyCommand(argv: string[], io: Out): number {
  * undefined when it did not load: the policies are then checked against what the file says (its
  * policies.dir, route and issuer names), so config errors do not hide policy errors.
  */
-export function checkPolicies(configFile: string, config: RuntimeConfig | undefined): ConfigProblem[] {
+export function checkPolicies(configFile: string, config: RuntimeConfig | undefined): { problems: ConfigProblem[]; approvalTypes: Set<string> } {
   const target = config ? (config.policies ? { dir: config.policies.dir, ctx: compileContext(config) } : undefined) : rawContext(configFile)
-  if (!target) return []
+  if (!target) return { problems: [], approvalTypes: new Set() }
   try {
-    return loadPolicyDir(target.dir, target.ctx).warnings
+    const { warnings, set } = loadPolicyDir(target.dir, target.ctx)
+    // The authorization_details types require-approval rules send (checked against AS metadata).
+    const approvalTypes = new Set((set?.rules ?? []).flatMap((r) => (r.approval ? [r.approval.type] : [])))
+    return { problems: warnings, approvalTypes }
   } catch (e) {
-    if (e instanceof ConfigError) return e.problems
+    if (e instanceof ConfigError) return { problems: e.problems, approvalTypes: new Set() }
     throw e
   }
 }

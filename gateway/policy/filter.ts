@@ -31,7 +31,8 @@ export function listFilter(requests: ReadonlyMap<string | number, string>, isVis
       const name = item && typeof item === 'object' ? (item as Record<string, unknown>)[spec.key] : undefined
       return typeof name === 'string' && isVisible(spec.kind, name)
     })
-    return { ...m, result: { ...result, [spec.field]: kept } }
+    // A 2026-07-28 result (a native upstream's) may say "public"; filtered for this caller it is private (V26-10).
+    return { ...m, result: { ...result, [spec.field]: kept, ...('cacheScope' in result ? { cacheScope: 'private' } : {}) } }
   }
   return (message) => (Array.isArray(message) ? message.map(one) : one(message))
 }
