@@ -2,6 +2,7 @@
 /**
  * mcp-warden CLI: `serve`, `check`, and the `policy` commands (gateway/policy/cli.ts).
  * Every option in USAGE is one the parsers below accept (test/unit/cli.test.ts checks it).
+ *   mcp-warden pins record|diff|approve …  tool-definition pins (gateway/pinning/cli.ts)
  */
 import { existsSync, readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
@@ -15,6 +16,7 @@ import { ConfigError, formatProblem, type ConfigProblem } from './errors.js'
 import { fetchJson } from './lib/fetch-json.js'
 import { handleSignals, serve } from './main.js'
 import { checkPolicies, policyCommand, POLICY_USAGE, type Out } from './policy/cli.js'
+import { pinsCommand, PINS_USAGE } from './pinning/cli.js'
 
 export const USAGE = `usage: mcp-warden COMMAND [options]
   mcp-warden serve --config FILE    run the gateway
@@ -23,7 +25,7 @@ export const USAGE = `usage: mcp-warden COMMAND [options]
                                     sorted by file and line; exit 1 on any error
         --no-secrets                count fromEnv/fromFile secret references as present even when
                                     unset/unreadable (a config rendered in CI or by Helm)
-${POLICY_USAGE}  mcp-warden --help | -h              this text (also: mcp-warden COMMAND --help)
+${POLICY_USAGE}${PINS_USAGE}  mcp-warden --help | -h              this text (also: mcp-warden COMMAND --help)
   mcp-warden --version | -v         print the version
 options:
   -c, --config FILE                 gateway.yaml (default: $MCP_WARDEN_CONFIG)
@@ -64,6 +66,13 @@ export async function main(argv: string[], io: Out = stdio): Promise<number> {
     return 0
   }
   if (command === 'policy') return policyCommand(rest, io)
+  if (command === 'pins') {
+    if (rest.some((a) => a === '--help' || a === '-h')) {
+      io.out(`usage:\n${PINS_USAGE}`)
+      return 0
+    }
+    return pinsCommand(rest, io)
+  }
   if (command !== 'serve' && command !== 'check') return usage(io, `unknown command "${command}"`)
 
   let values: { config?: string | undefined; help?: boolean | undefined; 'no-secrets'?: unknown }

@@ -173,6 +173,12 @@ export function createMetrics() {
       help: '1 when the last attempt to load new policies was refused (the previous set is in force), else 0.',
       registers: [registry],
     }),
+    toolPinDrift: new Counter({
+      name: 'mcp_warden_tool_pin_drift_total',
+      help: 'Listed tools whose definition differs from its pin (changed) or has none (new), by route, kind and mode (observe: shown; enforce: hidden). docs/pinning.md.',
+      labelNames: ['route', 'kind', 'mode'] as const,
+      registers: [registry],
+    }),
   }
   return m
 }

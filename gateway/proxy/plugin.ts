@@ -37,8 +37,8 @@ interface UpstreamResponse {
 
 const MCP_METHODS = ['POST', 'GET', 'DELETE'] as const
 const ALLOW = 'GET, POST, DELETE'
-const CORS_ALLOW_HEADERS = 'Authorization, Content-Type, Accept, MCP-Protocol-Version, MCP-Session-Id, Last-Event-ID, Mcp-Method, Mcp-Name'
-const CORS_EXPOSE_HEADERS = 'WWW-Authenticate, MCP-Session-Id, MCP-Protocol-Version, X-Request-Id'
+const CORS_ALLOW_HEADERS = 'Authorization, Content-Type, Accept, MCP-Protocol-Version, MCP-Session-Id, Last-Event-ID, DPoP, Mcp-Method, Mcp-Name'
+const CORS_EXPOSE_HEADERS = 'WWW-Authenticate, DPoP-Nonce, MCP-Session-Id, MCP-Protocol-Version, X-Request-Id'
 
 function filterQuery(search: string | undefined, reqUrl: string): string {
   const q = reqUrl.indexOf('?')

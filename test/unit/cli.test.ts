@@ -38,7 +38,9 @@ describe('help and version', () => {
     const described = new Set([...USAGE.matchAll(/(?<![\w-])--([a-z][a-z-]*)/g)].map((m) => m[1]!))
     const shorts = new Set([...USAGE.matchAll(/(?<![\w-])-([a-zA-Z])\b/g)].map((m) => m[1]!))
     const parsed = new Map<string, string | undefined>()
-    for (const o of [...Object.values(COMMAND_OPTIONS), POLICY_OPTIONS]) for (const [k, v] of Object.entries(o)) parsed.set(k, (v as { short?: string }).short)
+    // pins (gateway/pinning/cli.ts) parses --config/-c, --out, --file and --kind.
+    const PINS_OPTIONS = { config: { short: 'c' }, out: {}, file: {}, kind: {} }
+    for (const o of [...Object.values(COMMAND_OPTIONS), POLICY_OPTIONS, PINS_OPTIONS]) for (const [k, v] of Object.entries(o)) parsed.set(k, (v as { short?: string }).short)
     // --version and -v are handled before any parser runs.
     expect([...described].sort()).toEqual([...parsed.keys(), 'version'].filter((k, i, a) => a.indexOf(k) === i).sort())
     expect([...shorts].sort()).toEqual([...new Set([...parsed.values()].filter(Boolean)), 'v'].sort())
