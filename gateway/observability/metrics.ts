@@ -14,7 +14,7 @@ export function createMetrics() {
     registry,
     requests: new Counter({
       name: 'mcp_warden_requests_total',
-      help: 'Requests answered, by route, MCP method class and HTTP status.',
+      help: 'Requests answered, by route, HTTP status and reason ("ok", or the reason of the refusal or failure).',
       labelNames: ['route', 'status', 'reason'] as const,
       registers: [registry],
     }),
@@ -69,7 +69,7 @@ export function createMetrics() {
     }),
     introspectionCache: new Counter({
       name: 'mcp_warden_introspection_cache_total',
-      help: 'Introspection lookups by issuer and where the answer came from: memory (in-process LRU), redis (shared store), coalesced (joined a call in flight), miss (asked the AS).',
+      help: 'Introspection lookups by issuer and layer (the place the answer came from): memory (in-process LRU), redis (shared store), coalesced (joined a call in flight), miss (asked the AS).',
       labelNames: ['issuer', 'layer'] as const,
       registers: [registry],
     }),
