@@ -53,7 +53,9 @@ import { originCheckFor, registerRouteProxy } from './proxy/plugin.js'
 import { registerLegacyClients, servesLegacyClients } from './legacy/plugin.js'
 import { SessionRegistry } from './session/binding.js'
 import { SessionSealer } from './session/sealed-id.js'
-import { checkSessionHook, observeSessions } from './session/plugin.js'
+import { checkSessionHook, observeSessions, observeSessionState, sessionStateStage } from './session/plugin.js'
+import { NegotiatedVersions } from './session/negotiated.js'
+import { ServerRequests } from './session/server-requests.js'
 
 export interface GatewayDeps {
   logger: Logger
@@ -199,6 +201,9 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
   const sessions = new SessionRegistry(store, config.sessions.ttlMs, { sealer: signingKey && new SessionSealer(signingKey) })
   const checkSession = checkSessionHook(sessions)
   const sessionObserver = observeSessions(sessions)
+  const negotiated = new NegotiatedVersions(store, config.sessions.ttlMs)
+  const sessionState = sessionStateStage(negotiated, new ServerRequests(store))
+  const sessionStateObserver = observeSessionState(negotiated)
   const upstreamSessions = new UpstreamSessions(store, config.sessions.ttlMs)
   const broker = new CredentialBroker({
     issuers: config.issuers,
@@ -225,9 +230,10 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     // 2026-07-28 requests are answered last, through the gateway's upstream session (gateway/modern/).
     const modern = mcp ? [modernStage({ route, target, sessions: upstreamSessions, metrics })] : []
     // A held call is asked for after rate limits, so an agent cannot flood a user's phone.
-    const preHandler = [...(mcp ? [checkMcpRequest, checkSession, ...decide, ...(route.pinning ? [pinningStage(pins, route, metrics)] : []), ...(approvals ? [approvalStage(approvals, route)] : [])] : []), ...(deps.stages?.(route) ?? []), ...credentialStage(broker, route), ...modern]
+    const preHandler = [...(mcp ? [checkMcpRequest, checkSession, sessionState, ...decide, ...(route.pinning ? [pinningStage(pins, route, metrics)] : []), ...(approvals ? [approvalStage(approvals, route)] : [])] : []), ...(deps.stages?.(route) ?? []), ...credentialStage(broker, route), ...modern]
     const onRequest = gate ? [gate.gate, authenticate, gate.pass] : [authenticate]
-    await registerRouteProxy(app, route, { onRequest, preHandler, onUpstreamResponse: mcp ? [sessionObserver] : [] }, metrics, target)
+    // sessionStateObserver first: it reads the upstream's session id before sessionObserver seals it.
+    await registerRouteProxy(app, route, { onRequest, preHandler, onUpstreamResponse: mcp ? [sessionStateObserver, sessionObserver] : [] }, metrics, target)
     // 2024-11-05 HTTP+SSE clients: each of their messages is replayed through the route above.
     if (servesLegacyClients(route)) await registerLegacyClients(app, route, { onRequest: [originCheckFor(route), ...onRequest], sessions, metrics, logger })
   }
