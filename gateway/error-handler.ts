@@ -55,8 +55,9 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, err: unk
       e.code === 'GW_AUTH_INVALID_TOKEN' ? 'invalid_token' : e.code === 'GW_AUTH_INVALID_REQUEST' ? 'invalid_request' : e.code === 'GW_AUTH_INSUFFICIENT_SCOPE' ? 'insufficient_scope' : undefined
     const dpopError = e.code === 'GW_AUTH_INVALID_DPOP_PROOF' ? 'invalid_dpop_proof' : e.code === 'GW_AUTH_USE_DPOP_NONCE' ? 'use_dpop_nonce' : oauthError
     if (route && e.code !== 'GW_AUTH_UNAVAILABLE') {
-      // MCP 2025-11-25: the 401 names the scopes needed to use the route; 403 the ones missing.
-      const scope = e.scope ?? (route.scopesSupported.length > 0 ? route.scopesSupported.join(' ') : undefined)
+      // MCP 2025-11-25: the 401 names the scopes a first token needs (least privilege: not all of
+      // scopesSupported, or no client would ever step up); the 403 the ones the refused call needs.
+      const scope = e.scope ?? (route.challengeScopes.length > 0 ? route.challengeScopes.join(' ') : undefined)
       const resourceMetadata = route.metadataUrl || undefined
       // RFC 9449 §7.1/§7.2: one challenge per accepted scheme; the error goes into the scheme the client used.
       const challenges: string[] = []

@@ -47,6 +47,7 @@ import { addressGate, limitStage } from './limits/plugin.js'
 import { RedisLimiter } from './limits/redis.js'
 import { LocalFallbackLimiter } from './limits/fallback.js'
 import type { Limiter } from './limits/window.js'
+import { parseRequestTarget } from './lib/request-target.js'
 import { restUnder } from './proxy/path.js'
 import { originCheckFor, registerRouteProxy } from './proxy/plugin.js'
 import { registerLegacyClients, servesLegacyClients } from './legacy/plugin.js'
@@ -120,6 +121,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
   // API routes match by prefix, the longest first; an exact MCP path wins over them.
   const apiRoutes = config.routes.filter((r) => r.kind === 'api').sort((a, b) => b.path.length - a.path.length)
   const routeFor = (path: string) => routesByPath.get(path) ?? apiRoutes.find((r) => restUnder(path, r.path) !== undefined)
+  const badTargets = new WeakMap<object, string>()
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
@@ -133,6 +135,19 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     forceCloseConnections: 'idle',
     http: { maxHeaderSize: config.server.maxHeaderSize },
     routerOptions: { caseSensitive: true, ignoreTrailingSlash: false, ignoreDuplicateSlashes: false },
+    // Runs before routing: an absolute-form target is routed by its path, and its authority
+    // becomes the Host the host check below sees (RFC 9112 §3.2.2 says to ignore the header then).
+    rewriteUrl: (req) => {
+      const url = req.url ?? '/'
+      if (url.startsWith('/') && !url.includes('#')) return url
+      const t = parseRequestTarget(url)
+      if ('invalid' in t) {
+        badTargets.set(req, t.invalid)
+        return '/'
+      }
+      if (t.authority !== undefined) req.headers.host = t.authority
+      return t.path
+    },
   })
 
   // Node answers 431 itself, before Fastify sees the request; count it here.
@@ -141,6 +156,11 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
   })
   app.decorateRequest('gw', null as never)
   app.addHook('onRequest', async (request) => {
+    const bad = badTargets.get(request.raw)
+    if (bad !== undefined) {
+      request.gw = newContext(undefined)
+      throw new GatewayError('GW_HTTP_PATH_INVALID', { detail: bad })
+    }
     const q = request.url.indexOf('?')
     request.gw = newContext(routeFor(q === -1 ? request.url : request.url.slice(0, q)))
     // DNS-rebinding defence (SHTTP-02): only the configured public host names are served.

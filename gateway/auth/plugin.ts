@@ -31,7 +31,8 @@ export function authenticateHook(validator: TokenValidator, metrics: Metrics, dp
       else if (principal.confirmation !== undefined) throw new GatewayError('GW_AUTH_INVALID_TOKEN', { reason: 'auth-dpop', detail: 'sender-constrained token presented as bearer' })
       const missing = route.requiredScopes.filter((s) => !principal.scopes.has(s))
       if (missing.length > 0) {
-        throw new GatewayError('GW_AUTH_INSUFFICIENT_SCOPE', { scope: [...principal.scopes, ...missing].join(' '), detail: `missing ${missing.join(' ')}` })
+        const kept = [...principal.scopes].filter((s) => s !== 'offline_access')
+        throw new GatewayError('GW_AUTH_INSUFFICIENT_SCOPE', { scope: [...kept, ...missing].join(' '), detail: `missing ${missing.join(' ')}`, description: `missing scope ${missing.join(' ')}` })
       }
       request.gw.principal = principal
       metrics.tokenValidations.inc({ route: route.name, outcome: 'valid', reason: 'ok' })

@@ -108,6 +108,8 @@ export interface RuntimeRoute {
   readonly issuers: readonly string[]
   readonly scopesSupported: readonly string[]
   readonly requiredScopes: readonly string[]
+  /** The `scope` of 401 challenges: what a first token needs; step-up asks for the rest. */
+  readonly challengeScopes: readonly string[]
   readonly allowedOrigins: ReadonlySet<string>
   readonly bodyLimit: number
   readonly streams: { readonly maxDurationMs: number; readonly maxPerCaller: number }
@@ -270,7 +272,12 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
     }
     const credentials = normalizeCredentials(r.credentials, { src, at: at('credentials'), routeIssuers: r.issuers, issuers: input.issuers, baseDir, env, problems })
     const route = { ...normalizeRoute(src, r, i, origin, baseDir, env, problems, warnings), credentials, allowAddresses: [], dpop: routeDpop(src, r, issuers, at, problems) }
-    if (seenMetadata.has(route.metadataPath) && !dupPath) problems.push(problemAt(src, at('resource'), 'two routes share one resource identifier'))
+    const sharer = routes.findIndex((o) => o.resource === route.resource)
+    if (sharer !== -1 && !dupPath && !(r.sharedResource && input.routes[sharer]!.sharedResource)) {
+      problems.push(problemAt(src, at('resource'), `two routes share one resource identifier (routes[${sharer}]); set sharedResource: true on both if one token is to be valid on both`))
+    } else if (seenMetadata.has(route.metadataPath) && !dupPath) {
+      problems.push(problemAt(src, at('resource'), `this route's metadata path ${route.metadataPath} is already served for routes[${seenMetadata.get(route.metadataPath)}]`))
+    }
     seenMetadata.set(route.metadataPath, i)
     routes.push(route)
   })
@@ -284,7 +291,9 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
   if (input.cache.redis) {
     const r = input.cache.redis
     const connection = normalizeRedisConnection(r, { src, baseDir, env, problems, warnings })
-    if (connection) redis = { connection, keyPrefix: r.keyPrefix, commandTimeoutMs: parseDuration(r.commandTimeout), encryptionKey: encryptionKey(src, r.encryptionKey, baseDir, env, problems) }
+    // Checked even when the connection is not: one run reports both.
+    const key = encryptionKey(src, r.encryptionKey, baseDir, env, problems)
+    if (connection) redis = { connection, keyPrefix: r.keyPrefix, commandTimeoutMs: parseDuration(r.commandTimeout), encryptionKey: key }
     if (redis && !redis.encryptionKey && routes.some((rt) => rt.credentials?.strategies.some((st) => st.kind === 'token-exchange' || st.kind === 'identity-chaining' || st.kind === 'client-credentials'))) {
       problems.push(problemAt(src, ['cache', 'redis'], 'no encryptionKey: tokens issued for upstreams are cached per replica only, not in Redis', 'warning'))
     }
@@ -413,7 +422,7 @@ function normalizeApproval(src: YamlSource, name: string, iss: IssuerInput, base
     if (!r.ok) problems.push(problemAt(src, at('webhook', 'secret'), r.message))
     else {
       if (r.inline) warnings.push(`issuers.${name}.approval.webhook.secret is written inline; use fromEnv or fromFile outside development`)
-      if (r.secret.reveal().length < 32) problems.push(problemAt(src, at('webhook', 'secret'), 'the webhook secret must be at least 32 characters'))
+      if (!r.secret.placeholder && r.secret.reveal().length < 32) problems.push(problemAt(src, at('webhook', 'secret'), 'the webhook secret must be at least 32 characters'))
       webhook = { url: a.webhook.url, secret: r.secret, maxSkewMs: parseDuration(a.webhook.maxSkew) }
     }
   }
@@ -487,6 +496,7 @@ function encryptionKey(src: YamlSource, source: SecretSourceInput | undefined, b
     problems.push(problemAt(src, at, r.message))
     return undefined
   }
+  if (r.secret.placeholder) return r.secret
   const text = r.secret.reveal()
   const key = /^[0-9a-fA-F]{64}$/.test(text) ? Buffer.from(text, 'hex') : Buffer.from(text, 'base64')
   if (key.length !== 32) {
@@ -560,12 +570,21 @@ function normalizeUpstream(src: YamlSource, r: RouteInput, i: number, baseDir: s
 function normalizeRoute(src: YamlSource, r: RouteInput, i: number, origin: string, baseDir: string, env: NodeJS.ProcessEnv, problems: ConfigProblem[], warnings: string[]): Omit<RuntimeRoute, 'credentials' | 'allowAddresses'> {
   const resource = r.resource ?? `${origin}${r.path}`
   let metadataPath = `${PRM_WELL_KNOWN}${r.path}`
+  if (r.sharedResource && r.resource === undefined) problems.push(problemAt(src, ['routes', i, 'sharedResource'], 'sharedResource needs an explicit resource: (the default, publicUrl + path, is never shared)'))
   try {
     const u = new URL(resource)
     if (u.hash || resource.includes('#')) problems.push(problemAt(src, ['routes', i, 'resource'], 'a resource identifier has no fragment (RFC 8707)'))
     if (u.origin !== origin) problems.push(problemAt(src, ['routes', i, 'resource'], `the resource must be on the public origin ${origin}, where its metadata is served`))
     if (u.search) problems.push(problemAt(src, ['routes', i, 'resource'], 'a resource identifier should have no query'))
-    metadataPath = `${PRM_WELL_KNOWN}${u.pathname === '/' ? '' : u.pathname}`
+    // A shared resource has one well-known path but several routes, each with its own issuers and
+    // scopes: each serves its document at the path-inserted URL of its own path, which is where
+    // MCP clients look first (and what its challenges name).
+    if (!r.sharedResource) metadataPath = `${PRM_WELL_KNOWN}${u.pathname === '/' ? '' : u.pathname}`
+    // Clients accept metadata whose resource is the server URL or a path prefix of it (the MCP
+    // SDK's checkResourceAllowed, RFC 9728 §3.3); any other shared identifier fails discovery.
+    else if (u.origin === origin && !pathPrefix(u.pathname, r.path)) {
+      problems.push(problemAt(src, ['routes', i, 'resource'], `a shared resource should be a path prefix of the route path ${r.path}: MCP clients refuse metadata whose resource is not`, 'warning'))
+    }
   } catch {
     problems.push(problemAt(src, ['routes', i, 'resource'], 'resource must be an absolute URL'))
   }
@@ -581,6 +600,7 @@ function normalizeRoute(src: YamlSource, r: RouteInput, i: number, origin: strin
     issuers: r.issuers,
     scopesSupported: r.scopesSupported,
     requiredScopes: r.requiredScopes,
+    challengeScopes: challengeScopesOf(src, r, i, problems),
     allowedOrigins: new Set(r.allowedOrigins),
     bodyLimit: parseSize(r.bodyLimit),
     streams: { maxDurationMs: parseDuration(r.streams.maxDuration), maxPerCaller: r.streams.maxPerCaller },
@@ -588,6 +608,21 @@ function normalizeRoute(src: YamlSource, r: RouteInput, i: number, origin: strin
     modernClients: r.modernClients,
     pinning: r.pinning === 'observe' || r.pinning === 'enforce' ? r.pinning : undefined,
   }
+}
+
+const pathPrefix = (prefix: string, path: string): boolean => prefix === '/' || path === prefix || path.startsWith(prefix.endsWith('/') ? prefix : `${prefix}/`)
+
+function challengeScopesOf(src: YamlSource, r: RouteInput, i: number, problems: ConfigProblem[]): readonly string[] {
+  if (r.challengeScopes === undefined) return r.scopesSupported
+  const at = ['routes', i, 'challengeScopes']
+  r.challengeScopes.forEach((s, j) => {
+    if (s === 'offline_access') problems.push(problemAt(src, [...at, j], 'offline_access is never requested in a challenge (SCP-06)'))
+    else if (!r.scopesSupported.includes(s)) problems.push(problemAt(src, [...at, j], `scope "${s}" is not in scopesSupported; clients would ask for a scope the metadata does not publish`))
+  })
+  // A first token without them is refused by the route itself: the client could never get in.
+  const missing = r.requiredScopes.filter((s) => !r.challengeScopes!.includes(s))
+  if (missing.length > 0) problems.push(problemAt(src, at, `challengeScopes must include the requiredScopes (missing ${missing.join(' ')})`))
+  return r.challengeScopes
 }
 
 function legacyClientsOf(src: YamlSource, r: RouteInput, i: number, problems: ConfigProblem[]): boolean {

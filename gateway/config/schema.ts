@@ -363,16 +363,27 @@ export const RouteSchema = Type.Object(
     resource: Type.Optional(
       Type.String({ format: 'uri', description: 'The route resource identifier (RFC 8707). Default: server.publicUrl + path.' }),
     ),
+    sharedResource: Type.Optional(
+      Type.Boolean({
+        description:
+          'Let this route share its `resource` with other routes that also set sharedResource (one API registration at the AS for several routes). A token for that resource is then valid on every one of them; each route still serves its own metadata at /.well-known/oauth-protected-resource<path>.',
+      }),
+    ),
     resourceName: Type.Optional(Type.String({ description: 'Human readable name published in protected-resource metadata.' })),
     issuers: Type.Array(Type.String(), { minItems: 1, description: 'Names of issuers (under `issuers:`) whose tokens this route accepts.' }),
     scopesSupported: Type.Array(Type.String({ pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]+$' }), {
       default: [],
-      description: 'Baseline scopes published in metadata and in 401 challenges. Do not list offline_access.',
+      description: 'Scopes published in metadata (scopes_supported), and in 401 challenges unless challengeScopes is set. Do not list offline_access.',
     }),
     requiredScopes: Type.Array(Type.String({ pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]+$' }), {
       default: [],
       description: 'Scopes every token must carry to use this route at all; missing → 403 insufficient_scope.',
     }),
+    challengeScopes: Type.Optional(
+      Type.Array(Type.String({ pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]+$' }), {
+        description: 'Scopes named in 401 challenges: what a first token needs (least privilege); more is asked for by step-up (403 insufficient_scope). Default: scopesSupported. Must include requiredScopes.',
+      }),
+    ),
     allowedOrigins: Type.Array(Type.String(), {
       default: [],
       description: 'Browser origins allowed to call this route. A request with any other Origin gets 403 (DNS-rebinding defence). Requests without Origin are not affected.',

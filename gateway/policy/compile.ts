@@ -136,6 +136,15 @@ export function policyVersion(files: readonly { file: string; text: string }[]):
   return h.digest('hex').slice(0, 12)
 }
 
+/** An argument matcher's regex (anchored, Unicode mode), or why it is invalid. */
+export function compileArgRegex(source: string): RegExp | string {
+  try {
+    return new RegExp(`^(?:${source})$`, 'u')
+  } catch (e) {
+    return `invalid regular expression (${(e as Error).message.replace(/^Invalid regular expression: \/.*\/[a-z]*: /, '')})`
+  }
+}
+
 export function compilePolicies(docs: readonly LoadedDocument[], ctx: CompileContext, problems: ConfigProblem[], version: string): PolicySet | undefined {
   const rules: CompiledRule[] = []
   const policies: PolicySet['policies'][number][] = []
@@ -274,11 +283,9 @@ function compileRule(src: YamlSource, doc: PolicyDocument, rule: RuleInput, i: n
     if (m.absent && Object.keys(m).length > 1) err(at('arguments', key), 'absent cannot be combined with value conditions')
     let regex: RegExp | undefined
     if (m.regex !== undefined) {
-      try {
-        regex = new RegExp(`^(?:${m.regex})$`, 'u')
-      } catch (e) {
-        err(at('arguments', key, 'regex'), `invalid regular expression (${(e as Error).message.replace(/^Invalid regular expression: \/.*\/[a-z]*: /, '')})`)
-      }
+      const r = compileArgRegex(m.regex)
+      if (typeof r === 'string') err(at('arguments', key, 'regex'), r)
+      else regex = r
     }
     const lo = m.gte ?? m.gt
     const hi = m.lte ?? m.lt

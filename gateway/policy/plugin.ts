@@ -69,7 +69,9 @@ export function policyStage(engine: PolicyEngine, metrics: Metrics, options: Pol
       case 'allow':
         break
       case 'require-scopes':
-        throw new GatewayError('GW_AUTH_INSUFFICIENT_SCOPE', { scope: decision.scopes!.join(' '), detail })
+        // `scope` keeps the granted scopes too: clients (the MCP SDK among them) replace their
+        // scope with the challenge's, and a step-up must not cost the scopes the session already uses.
+        throw new GatewayError('GW_AUTH_INSUFFICIENT_SCOPE', { scope: decision.scopes!.join(' '), detail, ...(decision.missing?.length ? { description: `missing scope ${decision.missing.join(' ')}` } : {}) })
       case 'require-approval': {
         // Only a lone tools/call can be held and bound to one approval; anything else is refused.
         const single = mcp.body.messages.filter((m) => m.kind !== 'response').length === 1
