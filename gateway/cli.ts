@@ -4,20 +4,23 @@
  *   mcp-warden serve --config FILE    run the gateway
  *   mcp-warden check --config FILE    validate the config (and policies); exit 1 on any error
  *   mcp-warden policy test|explain …  policy suites and decisions (gateway/policy/cli.ts)
+ *   mcp-warden audit verify FILE…     audit chain and checkpoints (gateway/observability/audit-cli.ts)
  */
 import { parseArgs } from 'node:util'
 import { loadConfigFile } from './config/load.js'
 import { ConfigError, formatProblem } from './errors.js'
 import { handleSignals, serve } from './main.js'
+import { AUDIT_USAGE, auditCommand } from './observability/audit-cli.js'
 import { checkPolicies, policyCommand, POLICY_USAGE } from './policy/cli.js'
 
 const USAGE = `usage:
   mcp-warden serve --config FILE    run the gateway
   mcp-warden check --config FILE    validate gateway.yaml and its policies, print every problem
-${POLICY_USAGE}`
+${POLICY_USAGE}${AUDIT_USAGE}`
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
+  if (command === 'audit') return auditCommand(rest, { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) })
   if (command === 'policy') return policyCommand(rest, { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) })
   const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: false })
   const configFile = typeof values.config === 'string' ? values.config : process.env.MCP_WARDEN_CONFIG
