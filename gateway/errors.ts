@@ -38,6 +38,7 @@ export type Reason =
   | 'approval-pending'
   | 'approval-expired'
   | 'approval-unavailable'
+  | 'audit-unavailable'
   | 'approval-unbound'
   | 'approval-callback'
   | 'route-not-found'
@@ -102,6 +103,7 @@ export const ERROR_CATALOGUE = {
   GW_APPROVAL_EXPIRED: { status: 200, reason: 'approval-expired', protocol: 'jsonrpc', rpcCode: -31462, message: 'The approval request expired without a decision' },
   GW_APPROVAL_NOT_BOUND: { status: 200, reason: 'approval-unbound', protocol: 'jsonrpc', rpcCode: -31463, message: 'The approval does not cover this call' },
   GW_APPROVAL_UNAVAILABLE: { status: 503, reason: 'approval-unavailable', protocol: 'jsonrpc', rpcCode: -32603, message: 'Human approval is temporarily unavailable' },
+  GW_AUDIT_UNAVAILABLE: { status: 503, reason: 'audit-unavailable', protocol: 'plain', message: 'Audit log unavailable: requests are refused until it can record them' },
   GW_APPROVAL_CALLBACK_INVALID: { status: 400, reason: 'approval-callback', protocol: 'plain', message: 'Invalid approval callback' },
   GW_APPROVAL_CALLBACK_SIGNATURE: { status: 401, reason: 'approval-callback', protocol: 'plain', message: 'Invalid approval callback signature' },
   GW_APPROVAL_CALLBACK_REPLAYED: { status: 409, reason: 'approval-callback', protocol: 'plain', message: 'Approval callback already processed' },
