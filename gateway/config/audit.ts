@@ -73,14 +73,15 @@ export function normalizeAudit(input: AuditInput, c: Ctx): RuntimeAudit {
     }
   }
   const dirs = new Map<string, number>()
-  const buffer = (b: { dir: string; maxSize: string; onFull: 'block' | 'drop' }, i: number): RuntimeAuditBuffer => {
+  const buffer = (b: { dir: string; maxSize?: string; onFull?: 'block' | 'drop' }, i: number): RuntimeAuditBuffer => {
     const dir = resolve(c.baseDir, b.dir)
     const first = dirs.get(dir)
     // Two sinks replaying one buffer would each deliver the other's records.
     if (first !== undefined) c.problems.push(problemAt(c.src, ['audit', 'sinks', i, 'buffer', 'dir'], `audit.sinks[${first}] already buffers in ${b.dir}`))
     dirs.set(dir, i)
-    return { dir, maxBytes: parseSize(b.maxSize), onFull: b.onFull }
+    return { dir, maxBytes: parseSize(b.maxSize ?? '64mb'), onFull: b.onFull ?? 'block' }
   }
+  // ajv applies no defaults inside a union (anyOf), so the sinks' defaults are applied here.
   const sinks = (input?.sinks ?? []).map((s, i): RuntimeAuditSink => {
     const at = (...p: string[]) => ['audit', 'sinks', i, ...p]
     const name = `${s.type}[${i}]`
@@ -91,14 +92,15 @@ export function normalizeAudit(input: AuditInput, c: Ctx): RuntimeAudit {
         return { type: 'file', name, path: resolve(c.baseDir, s.path), maxBytes: r?.maxSize === undefined ? undefined : parseSize(r.maxSize), intervalMs: r?.interval === undefined ? undefined : parseDuration(r.interval), keep: r?.keep ?? 5 }
       }
       case 'syslog':
-        return { type: 'syslog', name, host: s.host, port: s.port, ca: secret(s.ca, at('ca'))?.reveal(), serverName: s.serverName ?? s.host, appName: s.appName, facility: s.facility, buffer: buffer(s.buffer, i) }
+        return { type: 'syslog', name, host: s.host, port: s.port ?? 6514, ca: secret(s.ca, at('ca'))?.reveal(), serverName: s.serverName ?? s.host, appName: s.appName ?? 'mcp-warden', facility: s.facility ?? 13, buffer: buffer(s.buffer, i) }
       case 'http': {
         const u = new URL(s.url)
         if (u.protocol !== 'https:' && !['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname)) c.problems.push(problemAt(c.src, at('url'), 'an audit http sink must be https (plain http only on loopback)'))
-        if (s.format === 'splunk-hec' && !s.token) c.problems.push(problemAt(c.src, at('token'), 'splunk-hec needs token (the HEC token)'))
+        const format = s.format ?? 'json-lines'
+        if (format === 'splunk-hec' && !s.token) c.problems.push(problemAt(c.src, at('token'), 'splunk-hec needs token (the HEC token)'))
         return {
-          type: 'http', name, url: s.url, format: s.format, token: secret(s.token, at('token')), index: s.index, ca: secret(s.ca, at('ca'))?.reveal(),
-          batch: s.batch, flushIntervalMs: parseDuration(s.flushInterval), timeoutMs: parseDuration(s.timeout), buffer: buffer(s.buffer, i),
+          type: 'http', name, url: s.url, format, token: secret(s.token, at('token')), index: s.index, ca: secret(s.ca, at('ca'))?.reveal(),
+          batch: s.batch ?? 500, flushIntervalMs: parseDuration(s.flushInterval ?? '1s'), timeoutMs: parseDuration(s.timeout ?? '10s'), buffer: buffer(s.buffer, i),
         }
       }
     }

@@ -4,6 +4,7 @@
  * batch counts as delivered when the TLS socket has written it; what the kernel held when a
  * connection breaks can be lost (RELP would close that gap; docs/audit.md).
  */
+import { isIP } from 'node:net'
 import { connect, type TLSSocket } from 'node:tls'
 import type { Sender } from './sink.js'
 
@@ -40,7 +41,8 @@ export class SyslogSender implements Sender {
   private connect(): Promise<TLSSocket> {
     const o = this.#o
     return new Promise((resolve, reject) => {
-      const s = connect({ host: o.host, port: o.port, servername: o.serverName, ...(o.ca ? { ca: o.ca } : {}), timeout: o.timeoutMs })
+      // SNI takes host names only; an IP is still checked against the certificate's IP SANs.
+      const s = connect({ host: o.host, port: o.port, ...(isIP(o.serverName) ? {} : { servername: o.serverName }), ...(o.ca ? { ca: o.ca } : {}), timeout: o.timeoutMs })
       const fail = (e: Error) => {
         s.destroy()
         reject(e)
