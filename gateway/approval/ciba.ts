@@ -1,7 +1,8 @@
 /**
  * OpenID CIBA Core 1.0, poll mode, with mcp-warden as the client: the backchannel authentication
- * request (§7.1) for the calling user, with a binding_message and RAR authorization_details
- * (RFC 9396 §3) describing the call, and the token request polls (§10.1) that learn the outcome.
+ * request (§7.1) for the calling user, with a binding_message and, when the issuer uses RAR,
+ * authorization_details (RFC 9396 §3) describing the call, and the token request polls (§10.1)
+ * that learn the outcome.
  * Decision logic only: no Fastify, no clock of its own.
  */
 import { decodeJwt, type JWTPayload } from 'jose'
@@ -15,9 +16,10 @@ export const SLOW_DOWN_MS = 5_000
 export interface CibaStart {
   loginHint: string
   bindingMessage: string
-  authorizationDetails: readonly Record<string, unknown>[]
+  /** Undefined: no RAR (an AS without it refuses the parameter, or the client is not allowed the type). */
+  authorizationDetails: readonly Record<string, unknown>[] | undefined
   scope: string
-  /** RFC 8707 resource of the issued token: the route, so the token is audience-bound to it. */
+  /** RFC 8707 resource, only when configured: an AS refuses one it does not know (invalid_target). */
   resource: string | undefined
   requestedExpirySec: number
 }
@@ -42,11 +44,24 @@ export class CibaError extends Error {
   constructor(
     message: string,
     readonly kind: string,
+    /** The AS's HTTP status, when it answered. */
+    readonly status?: number,
   ) {
     super(message)
     this.name = 'CibaError'
   }
+
+  /**
+   * The AS answered and said no (4xx): a verdict on the request or the client's registration,
+   * which retrying cannot change. Timeouts, 5xx and unreachable ASes are not refusals.
+   */
+  get refused(): boolean {
+    return this.status !== undefined && this.status >= 400 && this.status < 500
+  }
 }
+
+const refusal = (what: string, e: unknown) =>
+  e instanceof OAuthRequestError ? new CibaError(what, e.kind, e.status) : new CibaError(what, 'unreachable')
 
 export interface CibaEndpoints {
   backchannel: string
@@ -74,14 +89,14 @@ export class CibaChannel {
           scope: s.scope,
           login_hint: s.loginHint,
           binding_message: s.bindingMessage,
-          authorization_details: JSON.stringify(s.authorizationDetails),
+          ...(s.authorizationDetails ? { authorization_details: JSON.stringify(s.authorizationDetails) } : {}),
           requested_expiry: String(Math.max(1, Math.ceil(s.requestedExpirySec))),
           ...(s.resource ? { resource: s.resource } : {}),
         },
         this.timeoutMs,
       )
     } catch (e) {
-      throw new CibaError('backchannel authentication request failed', e instanceof OAuthRequestError ? e.kind : 'unreachable')
+      throw refusal('backchannel authentication request failed', e)
     }
     const id = body.auth_req_id
     const expiresIn = body.expires_in
@@ -98,8 +113,8 @@ export class CibaChannel {
     try {
       body = await this.client.postForm(token, { grant_type: CIBA_GRANT, auth_req_id: authReqId }, this.timeoutMs)
     } catch (e) {
-      const kind = e instanceof OAuthRequestError ? e.kind : 'unreachable'
-      switch (kind) {
+      const err = refusal('CIBA token request failed', e)
+      switch (err.kind) {
         case 'authorization_pending':
           return { status: 'pending' }
         case 'slow_down':
@@ -111,7 +126,7 @@ export class CibaChannel {
         case 'invalid_grant':
           return { status: 'gone' }
         default:
-          throw new CibaError('CIBA token request failed', kind)
+          throw err
       }
     }
     if (typeof body.access_token !== 'string') throw new CibaError('CIBA token response has no access_token', 'malformed')
@@ -139,9 +154,16 @@ function claimsOf(idToken: unknown): JWTPayload | undefined {
   }
 }
 
-/** Whether the ID token names the user the call was made for, issued to mcp-warden, unexpired. */
-export function approvedBy(idToken: JWTPayload | undefined, expected: { issuer: string; subject: string; clientId: string }, nowMs: number): boolean {
+/** CIBA Core §10.1.1 (required for ping and push, allowed in poll mode). */
+const AUTH_REQ_ID_CLAIM = 'urn:openid:params:jwt:claim:auth_req_id'
+
+/**
+ * Whether the ID token names the user the call was made for, issued to mcp-warden, unexpired,
+ * and (when it says which request it answers) for the auth_req_id the gateway polled with.
+ */
+export function approvedBy(idToken: JWTPayload | undefined, expected: { issuer: string; subject: string; clientId: string; authReqId?: string | undefined }, nowMs: number): boolean {
   if (!idToken) return false
   const aud = Array.isArray(idToken.aud) ? idToken.aud : [idToken.aud]
-  return idToken.iss === expected.issuer && idToken.sub === expected.subject && aud.includes(expected.clientId) && typeof idToken.exp === 'number' && idToken.exp * 1000 > nowMs
+  const forRequest = idToken[AUTH_REQ_ID_CLAIM] === undefined || idToken[AUTH_REQ_ID_CLAIM] === expected.authReqId
+  return idToken.iss === expected.issuer && idToken.sub === expected.subject && aud.includes(expected.clientId) && typeof idToken.exp === 'number' && idToken.exp * 1000 > nowMs && forRequest
 }

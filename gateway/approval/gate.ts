@@ -13,16 +13,32 @@ import { randomBytes } from 'node:crypto'
 import { seal, unseal } from '../exchange/cache.js'
 import type { CompiledApproval } from '../policy/compile.js'
 import { GatewayError } from '../errors.js'
-import { authorizationDetail, bindingDigest, bindingMessage, detailsNameBinding, windowDigest, type ApprovalBinding } from './binding.js'
+import { approvalCode, renderMessage } from '../policy/approval-message.js'
+import { authorizationDetail, bindingDigest, detailsNameBinding, windowDigest, type ApprovalBinding } from './binding.js'
 import { approvedBy, CibaChannel, CibaError, SLOW_DOWN_MS } from './ciba.js'
 import { decisionKey, type ApprovalDecision, type ApprovalLedger, type ApprovalRecord, type Channel } from './ledger.js'
 import type { ApprovalMetrics } from './metrics.js'
 import { deliver, parseCallback, verify, WebhookError } from './webhook.js'
 
-export type GateOutcome = 'approved' | 'denied' | 'expired' | 'unbound'
+export type GateOutcome = 'approved' | 'denied' | 'expired' | 'unbound' | 'refused'
+
+export interface CibaChannelConfig {
+  channel: 'ciba'
+  ciba: CibaChannel
+  loginHintClaim: string
+  scope: string
+  intervalMs: number
+  keepToken?: boolean
+  /** RFC 9396 with this AS: none, the binding digest, or the call with its arguments (default none). */
+  details?: 'none' | 'digest' | 'arguments'
+  /** RFC 8707 resource: the route's own, a fixed URI, or (default) none. */
+  resource?: { kind: 'route' } | { kind: 'uri'; uri: string } | undefined
+  /** The AS's binding_message rule; the policy's message was checked against it at load. */
+  bindingRule?: RegExp
+}
 
 export type ChannelConfig =
-  | { channel: 'ciba'; ciba: CibaChannel; loginHintClaim: string; scope: string; intervalMs: number; keepToken?: boolean }
+  | CibaChannelConfig
   | { channel: 'webhook'; url: string; secret: string; timeoutMs: number; maxSkewMs: number; callbackUrl: string }
 
 export interface HeldCall {
@@ -103,7 +119,8 @@ export class ApprovalGate {
         const outcome = await this.#await(r, deadline, log, signal)
         if (outcome === 'waiting') {
           count('pending')
-          throw new GatewayError('GW_APPROVAL_PENDING', { detail: `approval ${r.id} still open`, retryAfter: Math.max(1, Math.ceil(r.intervalMs / 1000)) })
+          // The code is what the binding message shows: the user can match this screen with the phone.
+          throw new GatewayError('GW_APPROVAL_PENDING', { detail: `approval ${r.id} still open`, retryAfter: Math.max(1, Math.ceil(r.intervalMs / 1000)), data: { approvalCode: approvalCode(r.id) } })
         }
         await ledger.close(r)
         if (outcome === 'approved') {
@@ -120,6 +137,7 @@ export class ApprovalGate {
           throw new GatewayError('GW_APPROVAL_PENDING', { detail: `approval ${r.id} already used`, retryAfter: 1 })
         }
         count(outcome)
+        if (outcome === 'refused') throw refusedError((await ledger.decision(r.id))?.asError, `approval ${r.id} refused at the token endpoint`)
         throw new GatewayError(outcome === 'denied' ? 'GW_APPROVAL_DENIED' : outcome === 'expired' ? 'GW_APPROVAL_EXPIRED' : 'GW_APPROVAL_NOT_BOUND', { detail: `approval ${r.id} ${outcome}` })
       }
     } catch (e) {
@@ -154,19 +172,27 @@ export class ApprovalGate {
       if (other) return other
       throw new GatewayError('GW_APPROVAL_UNAVAILABLE', { detail: 'approval ledger unavailable', retryAfter: 5 })
     }
-    const message = bindingMessage(call.spec.message, { agent: binding.agent, tool: binding.tool, route: binding.route, subject: binding.subject, arguments: call.arguments })
-    const detail = authorizationDetail(call.spec.type, binding, call.arguments, call.spec.details)
+    const code = approvalCode(record.id)
+    const facts = { agent: binding.agent, tool: binding.tool, route: binding.route, subject: binding.subject, code, arguments: call.arguments }
     try {
       if (ch.channel === 'ciba') {
         const hint = call.principal.claims[ch.loginHintClaim]
         if (typeof hint !== 'string' || hint.length === 0) throw new CibaError(`token has no ${ch.loginHintClaim} claim for login_hint`, 'no-login-hint')
         // The approved token may stand in for the caller's: it gets the caller's scopes, never more.
         const scope = [...new Set([...ch.scope.split(' '), ...(ch.keepToken ? [...(call.principal.scopes ?? [])].filter((s) => s !== 'offline_access') : [])])].join(' ')
-        const ask = (bindingMessage: string) => ch.ciba.start({ loginHint: hint, bindingMessage, authorizationDetails: [detail], scope, resource: call.resource, requestedExpirySec: call.spec.expiryMs / 1000 })
-        // CIBA §13 invalid_binding_message: the AS wants something shorter and plainer; ask once more
-        // with a short ASCII code the approval screen and the audit line share.
-        const started = await ask(message).catch((e: unknown) => {
-          if (e instanceof CibaError && e.kind === 'invalid_binding_message') return ask(`Approve ${record.id.slice(0, 6)}`)
+        // The issuer's RAR setting is the ceiling (what its AS accepts); a rule's `details: digest` narrows it.
+        const mode = ch.details ?? 'none'
+        const details = mode === 'none' ? undefined : [authorizationDetail(call.spec.type, binding, call.arguments, mode === 'digest' ? 'digest' : call.spec.details)]
+        record.rar = details !== undefined
+        const resource = ch.resource === undefined ? undefined : ch.resource.kind === 'route' ? call.resource : ch.resource.uri
+        const ask = (bindingMessage: string) => ch.ciba.start({ loginHint: hint, bindingMessage, authorizationDetails: details, scope, resource, requestedExpirySec: call.spec.expiryMs / 1000 })
+        const fits = (m: string) => ch.bindingRule === undefined || ch.bindingRule.test(m)
+        const fallback = fits(`Approve-${code}`) ? `Approve-${code}` : code
+        const message = renderMessage(call.spec.message, facts, 'plain')
+        // CIBA §13 invalid_binding_message: the AS's rule is stricter than the one configured; ask
+        // once more with the code alone, which the phone and the agent's screen (pending error) share.
+        const started = await ask(fits(message) ? message : fallback).catch((e: unknown) => {
+          if (e instanceof CibaError && e.kind === 'invalid_binding_message') return ask(fallback)
           throw e
         })
         record.authReqId = started.authReqId
@@ -174,16 +200,24 @@ export class ApprovalGate {
         ;(record as { expiresAt: number }).expiresAt = Math.min(record.expiresAt, now + started.expiresInSec * 1000)
         await ledger.update(record)
       } else {
+        const message = renderMessage(call.spec.message, facts, 'text')
+        const detail = authorizationDetail(call.spec.type, binding, call.arguments, call.spec.details)
         await deliver(ch.url, ch.secret, { id: record.id, binding, binding_digest: digest, message, authorization_details: [detail], expires_at: new Date(record.expiresAt).toISOString(), callback: ch.callbackUrl }, now, ch.timeoutMs)
       }
     } catch (e) {
       await ledger.close(record)
       const kind = e instanceof CibaError || e instanceof WebhookError ? e.kind : 'error'
+      if (e instanceof CibaError && e.refused) {
+        metrics.refusals.inc({ issuer, endpoint: 'backchannel', error: errorLabel(kind) })
+        metrics.calls.inc({ route: call.route, result: 'refused' })
+        log.warn({ event: 'approval.refused', approval: { id: record.id, channel: ch.channel, binding, endpoint: 'backchannel', asError: kind, status: e.status } }, 'the authorization server refused the approval request')
+        throw refusedError(kind, `backchannel request refused (${kind})`, e)
+      }
       log.warn({ event: 'approval.request_failed', approval: { id: record.id, channel: ch.channel, binding }, kind }, 'could not ask for approval')
       throw new GatewayError('GW_APPROVAL_UNAVAILABLE', { detail: `approval request failed (${kind})`, retryAfter: 5, cause: e })
     }
     metrics.requests.inc({ issuer, channel: ch.channel })
-    log.info({ event: 'approval.requested', approval: { id: record.id, channel: ch.channel, binding, bindingDigest: digest, expiresAt: record.expiresAt } }, 'approval requested')
+    log.info({ event: 'approval.requested', approval: { id: record.id, channel: ch.channel, binding, bindingDigest: digest, code, rar: record.rar, expiresAt: record.expiresAt } }, 'approval requested')
     return record
   }
 
@@ -215,6 +249,13 @@ export class ApprovalGate {
     try {
       res = await ch.ciba.poll(fresh.authReqId)
     } catch (e) {
+      if (e instanceof CibaError && e.refused) {
+        // A verdict on the client (unauthorized_client, invalid_client, …), not a blip: recorded once
+        // so every replica waiting on this request gives the same answer.
+        this.#d.metrics.refusals.inc({ issuer: r.issuer, endpoint: 'token', error: errorLabel(e.kind) })
+        log.warn({ event: 'approval.refused', approval: { id: r.id, channel: 'ciba', binding: r.binding, endpoint: 'token', asError: e.kind, status: e.status } }, 'the authorization server refused the CIBA token request')
+        return this.decide(r, 'refused', 'ciba', log, undefined, e.kind)
+      }
       // The AS being briefly unreachable is not a decision: keep waiting until the wait ends.
       log.warn({ event: 'approval.poll_failed', approval: { id: r.id }, kind: e instanceof CibaError ? e.kind : 'error' }, 'CIBA poll failed')
       return undefined
@@ -229,9 +270,13 @@ export class ApprovalGate {
         await ledger.holdPolls(fresh)
         return undefined
       case 'approved': {
-        // The AS must have approved this call (its authorization_details still name the binding),
-        // and the person who approved must be the caller (CIBA §10.1.1 ID token `sub`).
-        const bound = detailsNameBinding(res.authorizationDetails, r.detailType, r.digest) && approvedBy(res.idToken, { issuer: r.binding.issuer, subject: r.binding.subject, clientId: ch.ciba.clientId }, this.#now())
+        // The gateway's own binding holds in every case: this answer is for the auth_req_id it asked
+        // for this very call, the person who approved is the caller (CIBA §10.1.1 ID token), and the
+        // approval is consumed once. When RAR went with the request and the AS echoes the details,
+        // they must still name this binding; details it echoes unasked are a token for something else.
+        const echoed = res.authorizationDetails !== undefined && res.authorizationDetails !== null
+        const detailsOk = !echoed || (fresh.rar === true && detailsNameBinding(res.authorizationDetails, r.detailType, r.digest))
+        const bound = detailsOk && approvedBy(res.idToken, { issuer: r.binding.issuer, subject: r.binding.subject, clientId: ch.ciba.clientId, authReqId: fresh.authReqId }, this.#now())
         return this.decide(r, bound ? 'approved' : 'unbound', 'ciba', log, bound && ch.keepToken ? res.accessToken : undefined)
       }
       case 'denied':
@@ -244,10 +289,10 @@ export class ApprovalGate {
   }
 
   /** Records a decision once; returns the decision in force (ours, or the one recorded first). */
-  async decide(r: ApprovalRecord, outcome: GateOutcome, via: Channel, log: AuditLog, token?: string): Promise<GateOutcome> {
+  async decide(r: ApprovalRecord, outcome: GateOutcome, via: Channel, log: AuditLog, token?: string, asError?: string): Promise<GateOutcome> {
     const { ledger, metrics } = this.#d
     const key = this.#d.encryptionKey
-    const d: ApprovalDecision = { outcome: outcome as ApprovalDecision['outcome'], at: this.#now(), via, ...(token && key ? { sealedToken: seal(key, decisionKey(r.id), token) } : {}) }
+    const d: ApprovalDecision = { outcome, at: this.#now(), via, ...(token && key ? { sealedToken: seal(key, decisionKey(r.id), token) } : {}), ...(asError ? { asError } : {}) }
     if (!(await ledger.decide(r, d))) return (await ledger.decision(r.id))?.outcome ?? outcome
     if (token) this.#tokens.set(r.id, { token, until: r.expiresAt })
     const latencyMs = d.at - r.createdAt
@@ -297,4 +342,18 @@ export class ApprovalGate {
     log.info({ event: 'approval.decided', approval: { id: r.id, channel: 'webhook', via: 'webhook', outcome: wanted, latencyMs, binding: r.binding } }, `approval ${wanted}`)
     return { id: r.id, outcome: wanted }
   }
+}
+
+/** OAuth and CIBA error codes an AS may answer with; the metric label is one of these or `other`. */
+const KNOWN_AS_ERRORS = new Set([
+  'invalid_request', 'invalid_client', 'invalid_grant', 'unauthorized_client', 'unsupported_grant_type', 'invalid_scope',
+  'invalid_target', 'invalid_authorization_details', 'invalid_binding_message', 'unknown_user_id', 'expired_login_hint_token',
+  'missing_user_code', 'invalid_user_code', 'access_denied', 'invalid_client_metadata',
+])
+const errorLabel = (code: string) => (KNOWN_AS_ERRORS.has(code) ? code : /^http-4\d\d$/.test(code) ? code : 'other')
+
+/** The client learns the AS's error code (an operator's lead), never its description or the request. */
+function refusedError(asError: string | undefined, detail: string, cause?: unknown): GatewayError {
+  const code = asError !== undefined && /^[A-Za-z0-9_.-]{1,64}$/.test(asError) ? asError : 'other'
+  return new GatewayError('GW_APPROVAL_REFUSED', { detail, data: { asError: code }, ...(cause ? { cause } : {}) })
 }

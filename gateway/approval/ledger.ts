@@ -9,7 +9,7 @@ import type { SharedStore } from '../cache/store.js'
 import type { ApprovalBinding } from './binding.js'
 
 export type Channel = 'ciba' | 'webhook'
-export type Outcome = 'approved' | 'denied' | 'expired' | 'unbound'
+export type Outcome = 'approved' | 'denied' | 'expired' | 'unbound' | 'refused'
 
 export interface ApprovalRecord {
   readonly id: string
@@ -27,6 +27,8 @@ export interface ApprovalRecord {
   authReqId?: string
   /** ciba: current polling interval (AS interval, plus slow_down increments). */
   intervalMs: number
+  /** ciba: whether authorization_details went with the request (what an echo is checked against). */
+  rar?: boolean
 }
 
 export interface ApprovalDecision {
@@ -35,6 +37,8 @@ export interface ApprovalDecision {
   readonly via: Channel
   /** ciba with exchangeSubject approved: the AS-issued token, sealed (AES-256-GCM, AAD = key). */
   readonly sealedToken?: string
+  /** refused: the AS's OAuth error code (bounded printable ASCII, as the OAuth client accepts it). */
+  readonly asError?: string
 }
 
 export const decisionKey = (id: string) => K.decision(id)

@@ -19,7 +19,7 @@ export function approvalMetrics(registry: Registry) {
     }),
     outcomes: new Counter({
       name: 'mcp_warden_approvals_total',
-      help: 'Approval decisions by issuer, channel and outcome (approved, denied, expired, unbound).',
+      help: 'Approval decisions by issuer, channel and outcome (approved, denied, expired, unbound, refused).',
       labelNames: ['issuer', 'channel', 'outcome'] as const,
       registers: [registry],
     }),
@@ -30,9 +30,15 @@ export function approvalMetrics(registry: Registry) {
       buckets: [1, 2, 5, 10, 20, 30, 60, 120, 300, 600],
       registers: [registry],
     }),
+    refusals: new Counter({
+      name: 'mcp_warden_approval_refusals_total',
+      help: 'Approval requests the AS refused, by issuer, endpoint (backchannel, token) and OAuth error code (known codes; anything else is "other").',
+      labelNames: ['issuer', 'endpoint', 'error'] as const,
+      registers: [registry],
+    }),
     calls: new Counter({
       name: 'mcp_warden_approval_calls_total',
-      help: 'Held calls by result: approved (ran), window (ran under a window approval), denied, expired, unbound, pending (wait elapsed), unavailable.',
+      help: 'Held calls by route and result: approved (ran), window (ran under a window approval), denied, expired, unbound, pending (wait elapsed), refused (by the AS), unavailable.',
       labelNames: ['route', 'result'] as const,
       registers: [registry],
     }),

@@ -36,7 +36,7 @@ export function createApprovalGate(config: RuntimeConfig, deps: { store: SharedS
         if (!backchannel || !token) throw new Error('the AS publishes no backchannel_authentication_endpoint')
         return { backchannel, token }
       }
-      channels.set(issuer.name, { channel: 'ciba', ciba: new CibaChannel(new OAuthClient(issuer.client!), endpoints, a.timeoutMs), loginHintClaim: a.loginHintClaim, scope: a.scope, intervalMs: a.intervalMs, keepToken: a.exchangeSubject === 'approved' })
+      channels.set(issuer.name, { channel: 'ciba', ciba: new CibaChannel(new OAuthClient(issuer.client!), endpoints, a.timeoutMs), loginHintClaim: a.loginHintClaim, scope: a.scope, intervalMs: a.intervalMs, keepToken: a.exchangeSubject === 'approved', details: a.authorizationDetails, resource: a.resource, bindingRule: a.bindingMessagePattern })
     } else if (a.webhook) {
       channels.set(issuer.name, { channel: 'webhook', url: a.webhook.url, secret: a.webhook.secret.reveal(), timeoutMs: a.timeoutMs, maxSkewMs: a.webhook.maxSkewMs, callbackUrl: `${config.server.publicUrl}${CALLBACK_PREFIX}${issuer.name}` })
     }

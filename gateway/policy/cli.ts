@@ -114,9 +114,11 @@ export function policyCommand(argv: string[], io: Out): number {
 }
 
 /** For `mcp-warden check`: the policies of a loaded config, with every problem. */
-export function checkPolicies(configFile: string): { warnings: string[] } {
+export function checkPolicies(configFile: string): { warnings: string[]; approvalTypes: Set<string> } {
   const { config } = loadConfigFile(configFile)
-  if (!config.policies) return { warnings: [] }
-  const { warnings } = loadPolicyDir(config.policies.dir, compileContext(config))
-  return { warnings: warnings.map(formatProblem) }
+  if (!config.policies) return { warnings: [], approvalTypes: new Set() }
+  const { warnings, set } = loadPolicyDir(config.policies.dir, compileContext(config))
+  // The authorization_details types require-approval rules send (checked against AS metadata).
+  const approvalTypes = new Set((set?.rules ?? []).flatMap((r) => (r.approval ? [r.approval.type] : [])))
+  return { warnings: warnings.map(formatProblem), approvalTypes }
 }

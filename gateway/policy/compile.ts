@@ -7,9 +7,11 @@
 import { createHash } from 'node:crypto'
 import type { ConfigProblem } from '../errors.js'
 import { problemAt, type YamlSource } from '../config/yaml-source.js'
-import { argMatcher, canonicalResourceUri, claimValues, covers, localTime, minutesOf, nameMatcher, parseArgPath, type ArgMatcher, type NameMatcher } from './matchers.js'
+import { argMatcher, canonicalResourcePattern, claimValues, covers, localTime, minutesOf, nameMatcher, parseArgPath, type ArgMatcher, type NameMatcher } from './matchers.js'
 import { parseDuration } from '../config/units.js'
+import { MCP_METHODS, isMcpMethod } from '../mcp/methods.js'
 import { compileRar } from './rar.js'
+import { DEFAULT_APPROVAL_MESSAGE, templateProblem } from './approval-message.js'
 import type { EffectName, LimitKeyName, PolicyDocument, RuleInput, WhenInput } from './schema.js'
 
 /** A require-approval rule's settings, resolved (docs/approvals.md). */
@@ -22,7 +24,6 @@ export interface CompiledApproval {
   readonly type: string
 }
 
-export const DEFAULT_APPROVAL_MESSAGE = '{agent} wants to call {tool}'
 
 /** What the caller looks like to a policy; auth's Principal satisfies it. */
 export interface PolicyPrincipal {
@@ -36,6 +37,8 @@ export interface PolicyPrincipal {
   readonly userPresent: boolean
   readonly claims: Readonly<Record<string, unknown>>
 }
+
+const DOT_SEGMENT = /(^|\/)(?:\.|%2e){1,2}(?=\/|$|[?#])/i
 
 export type TargetKind = 'tool' | 'prompt' | 'resource'
 
@@ -113,6 +116,8 @@ export interface CompileContext {
   issuers?: readonly { name: string; issuer: string }[]
   /** Claim names for groups and roles (policies.claims in gateway.yaml). */
   claims: { groups?: string | undefined; roles?: string | undefined }
+  /** The binding_message rule of each CIBA issuer: every approval message must render inside all of them. */
+  bindingMessageRules?: readonly { issuer: string; rule: RegExp }[]
 }
 
 export interface LoadedDocument {
@@ -160,6 +165,7 @@ export function compilePolicies(docs: readonly LoadedDocument[], ctx: CompileCon
         problems.push(problemAt(src, at('per'), (e as Error).message))
       }
       if (perMs > 0 && perMs < MIN_LIMIT_WINDOW_MS) problems.push(problemAt(src, at('per'), `a window shorter than ${MIN_LIMIT_WINDOW_MS / 1000}s is not supported`))
+      if (l.methods) warnUnknownMethods(src, at('methods'), l.methods, problems)
       limits.push({ name: l.name, policy: doc.name, routes, methods: l.methods ? nameMatcher(l.methods) : undefined, names: l.tools ? nameMatcher(l.tools) : undefined, key: l.key, limit: l.limit, perMs })
     })
   }
@@ -212,16 +218,18 @@ function compileRule(src: YamlSource, doc: PolicyDocument, rule: RuleInput, i: n
   const kind: TargetKind | undefined = targets[0] === 'tools' ? 'tool' : targets[0] === 'prompts' ? 'prompt' : targets[0] === 'resources' ? 'resource' : undefined
   let entries = kind ? rule[targets[0]!]! : []
   if (kind === 'resource') {
-    // Rules compare against canonical URIs (scheme and authority lower-cased), like requests.
+    // Rules compare against canonical URIs, like requests (matchers.ts). A pattern is written by the
+    // operator: a dot segment there (next to a `*` it would swallow) is a mistake, not a spelling.
     entries = entries.map((e, j) => {
       if (e === '*') return e
-      const c = canonicalResourceUri(e)
-      if (c === undefined) err(at('resources', j), 'a resource pattern must be an absolute URI without dot segments or percent-encoded . / \\')
+      const c = DOT_SEGMENT.test(e) ? undefined : canonicalResourcePattern(e)
+      if (c === undefined) err(at('resources', j), 'a resource pattern must be an absolute URI without userinfo, dot segments, control characters, \\ or ambiguous percent-encodings (%2F, %5C, %00, %25xx)')
       return c ?? e
     })
   }
   const target = kind ? { kind, names: nameMatcher(entries) } : undefined
   const methods = rule.methods ? nameMatcher(rule.methods) : undefined
+  if (rule.methods) warnUnknownMethods(src, at('methods'), rule.methods, problems)
   if (target && methods && !TARGET_METHODS[target.kind].some((m) => methods.test(m))) {
     warn(at('methods'), `this rule can never match: ${targets[0]} are only named by ${TARGET_METHODS[target.kind].join(', ')}`)
   }
@@ -247,7 +255,12 @@ function compileRule(src: YamlSource, doc: PolicyDocument, rule: RuleInput, i: n
     if (expiryMs < 1000) err(at('approval', 'expiry'), 'expiry must be at least 1s')
     if (waitMs > expiryMs) warn(at('approval', 'wait'), 'wait is longer than expiry: the call is refused as expired before the wait ends')
     if (target?.kind !== 'tool') warn(at('effect'), 'require-approval holds tools/call only; other methods it matches are refused')
-    approval = { message: a?.message ?? DEFAULT_APPROVAL_MESSAGE, waitMs, expiryMs, windowMs: a?.window === undefined ? undefined : parseDuration(a.window), details: a?.details ?? 'arguments', type: a?.type ?? 'mcp_tool_call' }
+    const message = a?.message ?? DEFAULT_APPROVAL_MESSAGE
+    for (const { issuer, rule: pattern } of ctx.bindingMessageRules ?? []) {
+      const why = templateProblem(message, pattern)
+      if (why) err(a?.message ? at('approval', 'message') : at('effect'), `${a?.message ? '' : 'the default '}${why} (issuers.${issuer}.approval.bindingMessagePattern); the AS would refuse the approval request`)
+    }
+    approval = { message, waitMs, expiryMs, windowMs: a?.window === undefined ? undefined : parseDuration(a.window), details: a?.details ?? 'arguments', type: a?.type ?? 'mcp_tool_call' }
   }
 
   const args: ArgMatcher[] = []
@@ -415,6 +428,43 @@ const PRECEDENCE: Record<EffectName, number> = { deny: 3, 'require-scopes': 2, '
  * A rule that can never be the deciding rule: an earlier unconditional rule matches at least
  * everything it matches, on at least its routes, with an effect that takes precedence.
  */
+/**
+ * A method name that MCP does not define (or a glob that matches none) is most likely a typo:
+ * the rule silently never matches and the method it meant stays closed (or open). A warning, not
+ * an error: a server may implement methods of its own (give those a glob or accept the warning).
+ */
+function warnUnknownMethods(src: YamlSource, path: (string | number)[], entries: readonly string[], problems: ConfigProblem[]): void {
+  entries.forEach((m, j) => {
+    if (m === '*') return
+    const known = m.includes('*') ? nameMatcher([m]) : undefined
+    if (known ? MCP_METHODS.some((x) => known.test(x)) : isMcpMethod(m)) return
+    const near = known ? undefined : closestMethod(m)
+    problems.push(problemAt(src, [...path, j], `"${m}" is no MCP method${known ? ' (the pattern matches none)' : ''}${near ? `; did you mean "${near}"?` : ''}`, 'warning'))
+  })
+}
+
+/** The MCP method within edit distance 2 of `name`, if any (the suggestion of a warning). */
+function closestMethod(name: string): string | undefined {
+  let best: string | undefined
+  let bestD = 3
+  for (const m of MCP_METHODS) {
+    const d = editDistance(name.toLowerCase(), m.toLowerCase(), bestD)
+    if (d < bestD) [best, bestD] = [m, d]
+  }
+  return best
+}
+
+function editDistance(a: string, b: string, cap: number): number {
+  if (Math.abs(a.length - b.length) >= cap) return cap
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i)
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i]
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
+    prev = cur
+  }
+  return prev[b.length]!
+}
+
 function warnShadowed(docs: readonly LoadedDocument[], rules: readonly CompiledRule[], problems: ConfigProblem[]): void {
   const srcOf = new Map(docs.map((d) => [d.doc.name, d]))
   rules.forEach((later, j) => {

@@ -20,6 +20,7 @@ export function compileContext(config: RuntimeConfig): CompileContext {
     routes: config.routes.map((r) => ({ name: r.name, scopesSupported: r.scopesSupported })),
     issuers: [...config.issuers.values()].map((i) => ({ name: i.name, issuer: i.issuer })),
     claims: { groups: config.policies?.claims.groups, roles: config.policies?.claims.roles },
+    bindingMessageRules: [...config.issuers.values()].flatMap((i) => (i.approval?.channel === 'ciba' ? [{ issuer: i.name, rule: i.approval.bindingMessagePattern }] : [])),
   }
 }
 

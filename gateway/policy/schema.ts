@@ -104,7 +104,7 @@ export const ApprovalSchema = Type.Object(
         minLength: 1,
         maxLength: 200,
         description:
-          'The binding_message the user reads on their device. Placeholders: {agent}, {tool}, {route}, {subject}, {args.<path>} (a short rendering of that argument). Default: "{agent} wants to call {tool}".',
+          'The binding_message the user reads on their device. Placeholders: {agent}, {tool}, {route}, {subject}, {args.<path>} (a short rendering of that argument), {code} (6 characters, per request, also in the GW_APPROVAL_PENDING error so the user can match phone and screen); a width cuts one: {tool:12} (default 20, at most 40). For CIBA placeholders render in [A-Za-z0-9._-] and the template must fit each CIBA issuer\'s bindingMessagePattern (checked at load). Default: "{tool:13}-{code}", which fits oidc-provider\'s default rule.',
       }),
     ),
     wait: PolicyDuration('How long the call is held waiting for the decision before the client gets GW_APPROVAL_PENDING (the request stays open; retrying the same call picks it up). Default 30s.', '30s'),

@@ -76,7 +76,8 @@ let b: Stack
 let dir: string
 
 const issuerExtra = () => `client: { id: ${as.gateway.clientId}, secret: { value: ${as.gateway.clientSecret} } }
-approval: { channel: ciba, interval: 200ms, exchangeSubject: approved }`
+# The demo AS enables RAR for mcp-warden, knows the routes as resources and reads any printable message.
+approval: { channel: ciba, interval: 200ms, exchangeSubject: approved, authorizationDetails: arguments, resource: route, bindingMessagePattern: "^[ -~]{1,200}$" }`
 // The upstream credential is exchanged; for an approved call, from the token the AS issued for the approval.
 const UPSTREAM = 'https://upstream.example/alpha'
 const ENCRYPTION_KEY = Buffer.alloc(32, 7).toString('base64')

@@ -5,15 +5,19 @@
  * (test/integration/approvals*.test.ts) run the same code against a real AS and Redis.
  */
 import { describe, expect, it } from 'vitest'
-import { authorizationDetail, bindingDigest, bindingMessage, detailsNameBinding, windowDigest, type ApprovalBinding } from '../../gateway/approval/binding.js'
-import { approvedBy, CibaChannel, type CibaPoll } from '../../gateway/approval/ciba.js'
-import { ApprovalGate, type HeldCall } from '../../gateway/approval/gate.js'
+import { authorizationDetail, bindingDigest, detailsNameBinding, windowDigest, type ApprovalBinding } from '../../gateway/approval/binding.js'
+import { approvedBy, CibaChannel, CibaError, type CibaPoll, type CibaStart } from '../../gateway/approval/ciba.js'
+import { ApprovalGate, type CibaChannelConfig, type HeldCall } from '../../gateway/approval/gate.js'
+import { OAuthRequestError } from '../../gateway/oauth/client.js'
 import { ApprovalLedger, type ApprovalRecord } from '../../gateway/approval/ledger.js'
 import { approvalMetrics } from '../../gateway/approval/metrics.js'
 import { parseCallback, sign, verify } from '../../gateway/approval/webhook.js'
 import { MemoryStore } from '../../gateway/cache/store.js'
+import { issuersSendingRar, rarTypeProblems } from '../../gateway/approval/check.js'
+import type { RuntimeIssuer } from '../../gateway/config/load.js'
 import { ConfigError, isGatewayError } from '../../gateway/errors.js'
 import { argumentsDigest } from '../../gateway/policy/digest.js'
+import { renderMessage } from '../../gateway/policy/approval-message.js'
 import { compileRar } from '../../gateway/policy/rar.js'
 import { Registry } from 'prom-client'
 import { CONFIG_HEAD, configProblems } from '../helpers/config.js'
@@ -49,7 +53,8 @@ describe('binding', () => {
 
   it('CIBA-08 the binding message shows only what the policy names, bounded and without control characters', () => {
     const args = { amount: 150, to: 'bob\u202e\nevil', password: 'hunter2', note: 'x'.repeat(500) }
-    const facts = { agent: 'agent-1', tool: 'transfer', route: 'orders', subject: 'alice', arguments: args }
+    const facts = { agent: 'agent-1', tool: 'transfer', route: 'orders', subject: 'alice', code: 'K7M2QX', arguments: args }
+    const bindingMessage = (t: string, f: typeof facts) => renderMessage(t, f, 'text')
     expect(bindingMessage('{agent} wants to call {tool}', facts)).toBe('agent-1 wants to call transfer')
     expect(bindingMessage('{agent} wants to call {tool}', facts)).not.toContain('hunter2')
     expect(bindingMessage('pay {args.amount} to {args.to}', facts)).toBe('pay 150 to bob evil')
@@ -296,7 +301,7 @@ routes: [alpha]
 rules:
 ${rule}`
     const ok = compile({ 'p.yaml': doc('  - { id: r, effect: require-approval, tools: [pay] }\n') })
-    expect(ok.set!.rules[0]!.approval).toEqual({ message: '{agent} wants to call {tool}', waitMs: 30_000, expiryMs: 300_000, windowMs: undefined, details: 'arguments', type: 'mcp_tool_call' })
+    expect(ok.set!.rules[0]!.approval).toEqual({ message: '{tool:13}-{code}', waitMs: 30_000, expiryMs: 300_000, windowMs: undefined, details: 'arguments', type: 'mcp_tool_call' })
     const errorsOf = (text: string) => {
       try {
         compile({ 'p.yaml': text })
@@ -309,5 +314,116 @@ ${rule}`
     expect(errorsOf(doc('  - { id: r, effect: allow, tools: [pay], approval: { wait: 1s } }\n'))).toEqual([expect.stringContaining('only for effect require-approval')])
     expect(errorsOf(doc('  - { id: r, effect: allow, tools: [pay], when: { authorizationDetails: { type: payment, fields: { "a..b": { present: true } } } } }\n'))).toEqual([expect.stringContaining('invalid field path')])
     expect(errorsOf(doc('  - { id: r, effect: require-approval, tools: [pay], approval: { wait: 10s, expiry: 500ms } }\n'))).toEqual([expect.stringContaining('at least 1s')])
+  })
+})
+
+describe('gate: binding without RAR, and AS refusals (issue 16)', () => {
+  const exp = () => Math.floor(Date.now() / 1000) + 60
+  const idToken = (over: Record<string, unknown> = {}) => ({ iss: 'https://as.example', sub: 'alice', aud: 'mcp-warden', exp: exp(), ...over })
+  /** A channel that records what was asked and answers the first poll from `approve`. */
+  function scripted(o: { startError?: OAuthRequestError[]; pollError?: OAuthRequestError; approve?: (asked: CibaStart) => Partial<Extract<CibaPoll, { status: 'approved' }>> }) {
+    const asked: CibaStart[] = []
+    const channel = Object.assign(Object.create(CibaChannel.prototype) as CibaChannel, {
+      start: async (s: CibaStart) => {
+        asked.push(s)
+        const e = o.startError?.shift()
+        if (e) throw new CibaError('refused', e.kind, e.status)
+        return { authReqId: 'req-1', expiresInSec: 60, intervalSec: undefined }
+      },
+      poll: async (): Promise<CibaPoll> => {
+        if (o.pollError) throw new CibaError('refused', o.pollError.kind, o.pollError.status)
+        return { status: 'approved', authorizationDetails: undefined, accessToken: 'x', expiresInSec: 60, idToken: idToken(), ...o.approve?.(asked.at(-1)!) }
+      },
+    })
+    Object.defineProperty(channel, 'clientId', { value: 'mcp-warden' })
+    return { channel, asked }
+  }
+  const gateFor = (channel: CibaChannel, over: Partial<CibaChannelConfig> = {}) => {
+    const registry = new Registry()
+    const gate = new ApprovalGate({ ledger: new ApprovalLedger(new MemoryStore()), channels: new Map([['demo', { channel: 'ciba' as const, ciba: channel, loginHintClaim: 'sub', scope: 'openid', intervalMs: 20, bindingRule: /^[a-zA-Z0-9-._+/!?#]{1,20}$/, ...over }]]), metrics: approvalMetrics(registry), checkEveryMs: 5 })
+    return { gate, registry }
+  }
+  const outcome = (p: Promise<unknown>) => p.then(() => 'passed', (e: unknown) => (isGatewayError(e) ? `${e.code}${e.data?.asError ? `:${e.data.asError as string}` : ''}` : String(e)))
+  const msg = { message: '{tool:13}-{code}' }
+
+  it('CIBA-07 no RAR: nothing but the call goes out, and the ID token for this auth_req_id naming the caller approves', async () => {
+    const { channel, asked } = scripted({})
+    expect(await outcome(gateFor(channel).gate.pass(held(msg), quiet))).toBe('passed')
+    expect(asked[0]!.authorizationDetails).toBeUndefined()
+    expect(asked[0]!.resource).toBeUndefined()
+    expect(asked[0]!.bindingMessage).toMatch(/^place_order-[A-Z2-9]{6}$/)
+    for (const wrong of [{ sub: 'mallory' }, { aud: 'other-client' }, { iss: 'https://evil.example' }, { 'urn:openid:params:jwt:claim:auth_req_id': 'req-2' }]) {
+      const s = scripted({ approve: () => ({ idToken: idToken(wrong) }) })
+      expect(await outcome(gateFor(s.channel).gate.pass(held(msg), quiet)), JSON.stringify(wrong)).toBe('GW_APPROVAL_NOT_BOUND')
+    }
+    const echoedUnasked = scripted({ approve: () => ({ authorizationDetails: [{ type: 'mcp_tool_call' }] }) })
+    expect(await outcome(gateFor(echoedUnasked.channel).gate.pass(held(msg), quiet))).toBe('GW_APPROVAL_NOT_BOUND')
+  })
+
+  it('RAR: the issuer caps what is sent, a resource only when configured; an echo must name the binding, no echo falls back to the gateway binding', async () => {
+    const echo = scripted({ approve: (a) => ({ authorizationDetails: a.authorizationDetails }) })
+    expect(await outcome(gateFor(echo.channel, { details: 'digest', resource: { kind: 'route' } }).gate.pass(held(msg), quiet))).toBe('passed')
+    expect(echo.asked[0]!.authorizationDetails![0]).not.toHaveProperty('arguments')
+    expect(echo.asked[0]!.resource).toBe('https://gw.example/mcp/orders')
+    const full = scripted({})
+    expect(await outcome(gateFor(full.channel, { details: 'arguments', resource: { kind: 'uri', uri: 'https://api.example/' } }).gate.pass(held(msg), quiet))).toBe('passed')
+    expect(full.asked[0]!.authorizationDetails![0]).toMatchObject({ arguments: { amount: 150 } })
+    expect(full.asked[0]!.resource).toBe('https://api.example/')
+    const swapped = scripted({ approve: (a) => ({ authorizationDetails: [{ ...a.authorizationDetails![0], binding: 'another-call' }] }) })
+    expect(await outcome(gateFor(swapped.channel, { details: 'digest' }).gate.pass(held(msg), quiet))).toBe('GW_APPROVAL_NOT_BOUND')
+  })
+
+  it('CIBA-08 invalid_binding_message: asked again once with the code alone; refused twice, the refusal names the code', async () => {
+    const once = scripted({ startError: [new OAuthRequestError('x', 'invalid_binding_message', 400)] })
+    expect(await outcome(gateFor(once.channel).gate.pass(held(msg), quiet))).toBe('passed')
+    expect(once.asked.map((a) => a.bindingMessage)).toEqual([expect.stringMatching(/^place_order-/), expect.stringMatching(/^Approve-[A-Z2-9]{6}$/)])
+    const twice = scripted({ startError: [1, 2].map(() => new OAuthRequestError('x', 'invalid_binding_message', 400)) })
+    expect(await outcome(gateFor(twice.channel).gate.pass(held(msg), quiet))).toBe('GW_APPROVAL_REFUSED:invalid_binding_message')
+  })
+
+  it('every 4xx from the AS is GW_APPROVAL_REFUSED with its code (audited, counted); 5xx and timeouts stay unavailable', async () => {
+    for (const code of ['invalid_target', 'invalid_authorization_details', 'unauthorized_client', 'unknown_user_id', 'invalid_client']) {
+      const { channel } = scripted({ startError: [new OAuthRequestError('x', code, code === 'invalid_client' ? 401 : 400)] })
+      const { gate, registry } = gateFor(channel)
+      const lines: Record<string, unknown>[] = []
+      const log = { info: () => undefined, warn: (o: object) => lines.push(o as Record<string, unknown>) }
+      expect(await outcome(gate.pass(held(msg), log))).toBe(`GW_APPROVAL_REFUSED:${code}`)
+      expect(lines).toEqual([expect.objectContaining({ event: 'approval.refused', approval: expect.objectContaining({ asError: code, endpoint: 'backchannel' }) })])
+      expect(await registry.getSingleMetricAsString('mcp_warden_approval_refusals_total')).toContain(`error="${code}"} 1`)
+    }
+    const odd = scripted({ startError: [new OAuthRequestError('x', 'made up code', 400)] })
+    const g = gateFor(odd.channel)
+    expect(await outcome(g.gate.pass(held(msg), quiet))).toBe('GW_APPROVAL_REFUSED:other')
+    expect(await g.registry.getSingleMetricAsString('mcp_warden_approval_refusals_total')).toContain('error="other"} 1')
+    for (const e of [new OAuthRequestError('x', 'http-502', 502), new OAuthRequestError('x', 'timeout')]) {
+      const { channel } = scripted({ startError: [e] })
+      expect(await outcome(gateFor(channel).gate.pass(held(msg), quiet))).toBe('GW_APPROVAL_UNAVAILABLE')
+    }
+  })
+
+  it('a refusal at the token endpoint is decided once: the call is refused with the code, not left pending', async () => {
+    const { channel } = scripted({ pollError: new OAuthRequestError('x', 'unauthorized_client', 400) })
+    const { gate, registry } = gateFor(channel)
+    expect(await outcome(gate.pass(held(msg), quiet))).toBe('GW_APPROVAL_REFUSED:unauthorized_client')
+    expect(await registry.getSingleMetricAsString('mcp_warden_approval_refusals_total')).toContain('endpoint="token",error="unauthorized_client"} 1')
+    expect(await registry.getSingleMetricAsString('mcp_warden_approval_calls_total')).toContain('result="refused"} 1')
+  })
+})
+
+describe('check: RAR types against the AS metadata (approval/check.ts)', () => {
+  const issuer = (authorizationDetails: 'none' | 'digest' | 'arguments') => ({ name: 'corp', approval: { channel: 'ciba', authorizationDetails } }) as unknown as RuntimeIssuer
+  it('every type a rule sends must be listed; no RAR at all, another list, and an unreadable AS are told apart', () => {
+    expect(issuersSendingRar([issuer('none'), issuer('digest')])).toHaveLength(1)
+    const types = new Set(['mcp_tool_call', 'payment'])
+    expect(rarTypeProblems(issuer('digest'), types, { ok: true, metadata: { authorization_details_types_supported: ['mcp_tool_call', 'payment'] } })).toEqual([])
+    const none = rarTypeProblems(issuer('digest'), types, { ok: true, metadata: {} })
+    expect(none.map((p) => [p.severity, p.path.join('.')])).toEqual([
+      ['error', 'issuers.corp.approval.authorizationDetails'],
+      ['error', 'issuers.corp.approval.authorizationDetails'],
+    ])
+    expect(none[0]!.message).toMatch(/does not support RFC 9396.*"mcp_tool_call"/)
+    const other = rarTypeProblems(issuer('arguments'), types, { ok: true, metadata: { authorization_details_types_supported: ['payment'] } })
+    expect(other).toEqual([expect.objectContaining({ severity: 'error', message: expect.stringContaining('does not list authorization_details type "mcp_tool_call" (it lists "payment")') })])
+    expect(rarTypeProblems(issuer('digest'), types, { ok: false, why: 'timeout' })).toEqual([expect.objectContaining({ severity: 'warning' })])
   })
 })
