@@ -66,7 +66,11 @@ describe('audit verify on what the gateway wrote', () => {
     writeFileSync(file, config(port, adminPort, `replica: gw-verify\nstdout: false\ncheckpoint: { signingKey: { fromFile: checkpoint.key }, interval: 1s }\nsinks:\n  - { type: file, path: verify/audit.log, rotate: { maxSize: 4kb, keep: 50 } }`))
     mkdirSync(join(dir, 'verify'))
     const gw = await startCli(file, adminPort)
-    for (let i = 0; i < 40; i++) expect(await call(port)).toBe(401)
+    for (let i = 0; i < 20; i++) expect(await call(port)).toBe(401)
+    // An interval checkpoint between the two halves, so the tampering below is after a signed one.
+    const written = () => readdirSync(join(dir, 'verify')).map((f) => readFileSync(join(dir, 'verify', f), 'utf8')).join('')
+    await waitFor(async () => written().includes('"msg":"audit.checkpoint"'), 30_000)
+    for (let i = 0; i < 20; i++) expect(await call(port)).toBe(401)
     gw.child.kill('SIGTERM')
     expect(await gw.exited).toBe(0)
 
