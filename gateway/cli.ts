@@ -3,6 +3,7 @@
  * mcp-warden CLI: `serve`, `check`, and the `policy` commands (gateway/policy/cli.ts).
  * Every option in USAGE is one the parsers below accept (test/unit/cli.test.ts checks it).
  *   mcp-warden pins record|diff|approve …  tool-definition pins (gateway/pinning/cli.ts)
+ *   mcp-warden audit verify FILE…     audit chain and checkpoints (gateway/observability/audit-cli.ts)
  */
 import { existsSync, readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
@@ -15,6 +16,7 @@ import { parseYamlSource, problemAt } from './config/yaml-source.js'
 import { ConfigError, formatProblem, type ConfigProblem } from './errors.js'
 import { fetchJson } from './lib/fetch-json.js'
 import { handleSignals, serve } from './main.js'
+import { AUDIT_USAGE, auditCommand } from './observability/audit-cli.js'
 import { checkPolicies, policyCommand, POLICY_USAGE, type Out } from './policy/cli.js'
 import { pinsCommand, PINS_USAGE } from './pinning/cli.js'
 
@@ -25,7 +27,7 @@ export const USAGE = `usage: mcp-warden COMMAND [options]
                                     sorted by file and line; exit 1 on any error
         --no-secrets                count fromEnv/fromFile secret references as present even when
                                     unset/unreadable (a config rendered in CI or by Helm)
-${POLICY_USAGE}${PINS_USAGE}  mcp-warden --help | -h              this text (also: mcp-warden COMMAND --help)
+${POLICY_USAGE}${PINS_USAGE}${AUDIT_USAGE}  mcp-warden --help | -h              this text (also: mcp-warden COMMAND --help)
   mcp-warden --version | -v         print the version
 options:
   -c, --config FILE                 gateway.yaml (default: $MCP_WARDEN_CONFIG)
@@ -72,6 +74,13 @@ export async function main(argv: string[], io: Out = stdio): Promise<number> {
       return 0
     }
     return pinsCommand(rest, io)
+  }
+  if (command === 'audit') {
+    if (rest.some((a) => a === '--help' || a === '-h')) {
+      io.out(`usage:\n${AUDIT_USAGE}`)
+      return 0
+    }
+    return auditCommand(rest, io)
   }
   if (command !== 'serve' && command !== 'check') return usage(io, `unknown command "${command}"`)
 

@@ -38,6 +38,7 @@ export type Reason =
   | 'approval-pending'
   | 'approval-expired'
   | 'approval-unavailable'
+  | 'audit-unavailable'
   | 'approval-unbound'
   | 'approval-refused'
   | 'approval-callback'
@@ -110,6 +111,7 @@ export const ERROR_CATALOGUE = {
   // operator can fix the AS or gateway.yaml; retrying the same call cannot help.
   GW_APPROVAL_REFUSED: { status: 200, reason: 'approval-refused', protocol: 'jsonrpc', rpcCode: -31464, message: 'The authorization server refused the approval request' },
   GW_APPROVAL_UNAVAILABLE: { status: 503, reason: 'approval-unavailable', protocol: 'jsonrpc', rpcCode: -32603, message: 'Human approval is temporarily unavailable' },
+  GW_AUDIT_UNAVAILABLE: { status: 503, reason: 'audit-unavailable', protocol: 'plain', message: 'Audit log unavailable: requests are refused until it can record them' },
   GW_APPROVAL_CALLBACK_INVALID: { status: 400, reason: 'approval-callback', protocol: 'plain', message: 'Invalid approval callback' },
   GW_APPROVAL_CALLBACK_SIGNATURE: { status: 401, reason: 'approval-callback', protocol: 'plain', message: 'Invalid approval callback signature' },
   GW_APPROVAL_CALLBACK_REPLAYED: { status: 409, reason: 'approval-callback', protocol: 'plain', message: 'Approval callback already processed' },

@@ -36,7 +36,8 @@ import { checkMcpRequest, registerJsonBodyParser, registerResourceMetadata } fro
 import { modernStage } from './modern/plugin.js'
 import { UpstreamSessions } from './modern/sessions.js'
 import { buildAdminServer, type ReadinessCheck } from './observability/admin.js'
-import { auditLogger, writeAudit } from './observability/audit.js'
+import { writeAudit } from './observability/audit.js'
+import { createAuditOutput } from './observability/audit-output.js'
 import { createMetrics, type Metrics } from './observability/metrics.js'
 import type { Bridge } from './bridge/bridge.js'
 import type { PolicyEngine } from './policy/engine.js'
@@ -104,8 +105,8 @@ function rateLimiter(config: RuntimeConfig, store: SharedStore, logger: Logger):
 
 export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Promise<Gateway> {
   const { logger } = deps
-  const audit = auditLogger(logger)
   const metrics = deps.metrics ?? createMetrics()
+  const audit = createAuditOutput(config.audit, { logger, metrics })
   const store =
     deps.store ??
     (config.cache.redis
@@ -166,6 +167,8 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     // DNS-rebinding defence (SHTTP-02): only the configured public host names are served.
     const host = request.headers.host?.toLowerCase()
     if (!host || !config.server.allowedHosts.has(host)) throw new GatewayError('GW_HTTP_MISDIRECTED', { detail: 'host not allowed' })
+    // An audit sink with a full buffer and onFull: block: no request is served that cannot be recorded.
+    if (audit.blocking()) throw new GatewayError('GW_AUDIT_UNAVAILABLE', { detail: 'audit buffer full', retryAfter: 5 })
   })
   app.setErrorHandler((err, request, reply) => sendError(request, reply, err))
   app.setNotFoundHandler((request, reply) => sendError(request, reply, new GatewayError('GW_HTTP_NOT_FOUND')))
@@ -180,7 +183,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     if (code === 'GW_MCP_JSON_LIMIT') metrics.limitsExceeded.inc({ limit: request.gw.error!.detail ?? 'json' })
     else if (code === 'GW_HTTP_BODY_TOO_LARGE') metrics.limitsExceeded.inc({ limit: 'body' })
     else if (code === 'GW_HTTP_TOO_MANY_STREAMS') metrics.limitsExceeded.inc({ limit: 'streams' })
-    if (request.raw.method !== 'OPTIONS') writeAudit(audit, request, reply, 'mcp.request')
+    if (request.raw.method !== 'OPTIONS') writeAudit(logger, audit.chain, request, reply, 'mcp.request')
   })
 
   registerJsonBodyParser(app)
@@ -298,6 +301,8 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
       // No child process outlives the gateway.
       await Promise.allSettled([...bridges.values()].map((b) => b.close()))
       await store.close()
+      // Last: the requests drained above are in the chain before its final checkpoint.
+      await audit.close(config.server.shutdownGraceMs)
     },
   }
 }

@@ -9,6 +9,7 @@ import { dirname, resolve } from 'node:path'
 import { ConfigError, type ConfigProblem } from '../errors.js'
 import { GatewayConfigSchema, type GatewayConfigInput, type IssuerInput, type RouteInput, type SecretSourceInput } from './schema.js'
 import { normalizeCredentials, type RuntimeCredentials } from './credentials.js'
+import { normalizeAudit, type RuntimeAudit } from './audit.js'
 import { normalizeEgress, type RuntimeEgress } from './egress.js'
 import { normalizeRedisConnection, type RuntimeRedis } from './redis.js'
 import { resolveSecret, Secret } from './secrets.js'
@@ -192,6 +193,8 @@ export interface RuntimeConfig {
   readonly egress: RuntimeEgress | undefined
   readonly cache: { readonly redis: RuntimeRedis | undefined }
   readonly logging: { readonly level: string }
+  /** Audit chain, checkpoints and sinks (docs/audit.md). */
+  readonly audit: RuntimeAudit
   readonly sessions: { readonly ttlMs: number; readonly signingKey: Secret | undefined }
   /** Policy engine settings; undefined = no policy stage (every authenticated call forwarded). */
   readonly policies: RuntimePolicies | undefined
@@ -334,6 +337,7 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
     egress,
     cache: { redis },
     logging: { level: input.logging.level },
+    audit: normalizeAudit(input.audit, { src, baseDir, env, problems, warnings }),
     sessions: { ttlMs: parseDuration(input.sessions.ttl), signingKey: sessionSigningKey(src, input.sessions.signingKey, baseDir, env, problems, warnings) },
     policies,
     warnings,

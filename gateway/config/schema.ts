@@ -27,6 +27,66 @@ export const SecretSource = Type.Union(
   { description: 'Where a secret comes from: fromEnv, fromFile or (development only) value.' },
 )
 
+const AuditBuffer = Type.Object(
+  {
+    dir: Type.String({ minLength: 1, description: 'Directory of the on-disk buffer (append-only segment files); one per sink, never shared by two replicas.' }),
+    maxSize: Type.String({ ...ByteSize, default: '64mb', description: 'Most bytes the buffer may hold. Default 64mb.' }),
+    onFull: Type.Union([Type.Literal('block'), Type.Literal('drop')], { default: 'block', description: 'block: requests get 503 until the buffer has room (no record lost). drop: new records are dropped and counted (mcp_warden_audit_lost_total). Default block.' }),
+  },
+  { ...Strict, description: 'Records the sink has not delivered yet; replayed in order when it is back, and after a restart.' },
+)
+
+const AuditSink = Type.Union(
+  [
+    Type.Object(
+      {
+        type: Type.Literal('file'),
+        path: Type.String({ minLength: 1, description: 'File audit lines are appended to; rotated files get .1, .2, … (newest first).' }),
+        rotate: Type.Optional(
+          Type.Object(
+            {
+              maxSize: Type.Optional(Type.String({ ...ByteSize, description: 'Rotate when the file would grow past this size.' })),
+              interval: Type.Optional(Type.String({ ...Duration, description: 'Rotate when the file is older than this.' })),
+              keep: Type.Integer({ minimum: 1, default: 5, description: 'Rotated files kept. Default 5.' }),
+            },
+            Strict,
+          ),
+        ),
+      },
+      Strict,
+    ),
+    Type.Object(
+      {
+        type: Type.Literal('syslog'),
+        host: Type.String({ minLength: 1, description: 'Syslog server (RFC 5424 over TCP with TLS, octet-counting framing of RFC 6587).' }),
+        port: Type.Integer({ minimum: 1, maximum: 65535, default: 6514, description: 'Default 6514.' }),
+        ca: Type.Optional(Type.Union([SecretSource], { description: 'PEM of the CA that signed the server certificate; default: the system roots.' })),
+        serverName: Type.Optional(Type.String({ description: 'Name the certificate must carry; default: host.' })),
+        appName: Type.String({ default: 'mcp-warden', maxLength: 48, description: 'APP-NAME of the syslog messages.' }),
+        facility: Type.Integer({ minimum: 0, maximum: 23, default: 13, description: 'Syslog facility number. Default 13 (log audit).' }),
+        buffer: AuditBuffer,
+      },
+      Strict,
+    ),
+    Type.Object(
+      {
+        type: Type.Literal('http'),
+        url: Type.String({ format: 'uri', pattern: '^https?://', description: 'Endpoint batches are POSTed to.' }),
+        format: Type.Union([Type.Literal('json-lines'), Type.Literal('splunk-hec'), Type.Literal('elasticsearch-bulk')], { default: 'json-lines', description: 'json-lines: the audit lines as they are; splunk-hec: HEC event envelopes; elasticsearch-bulk: _bulk create actions.' }),
+        token: Type.Optional(Type.Union([SecretSource], { description: 'Sent as Authorization: Splunk <token> (splunk-hec) or Bearer <token>.' })),
+        index: Type.Optional(Type.String({ minLength: 1, description: 'Splunk index or Elasticsearch index / data stream.' })),
+        ca: Type.Optional(Type.Union([SecretSource], { description: 'PEM of the CA of an https endpoint; default: the system roots.' })),
+        batch: Type.Integer({ minimum: 1, maximum: 10000, default: 500, description: 'Most records per request. Default 500.' }),
+        flushInterval: Type.String({ ...Duration, default: '1s', description: 'Longest a record waits for a batch. Default 1s.' }),
+        timeout: Type.String({ ...Duration, default: '10s', description: 'Timeout of one request. Default 10s.' }),
+        buffer: AuditBuffer,
+      },
+      Strict,
+    ),
+  ],
+  { description: 'An audit sink.' },
+)
+
 const HttpUrl = Type.String({ format: 'uri', pattern: '^https?://', description: 'An absolute http(s) URL.' })
 
 const Listen = Type.Object(
@@ -575,6 +635,25 @@ export const GatewayConfigSchema = Type.Object(
         { ...Strict, description: 'Declarative MCP policies (docs/policies.md). Without this section every authenticated request is forwarded; with it, default deny.' },
       ),
     ),
+    audit: Type.Optional(
+      Type.Object(
+        {
+          replica: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'Name of this replica in the audit chain. Default: the host name (the pod name in Kubernetes).' })),
+          stdout: Type.Boolean({ default: true, description: 'Also write audit lines to stdout with the other log lines. Default true.' }),
+          checkpoint: Type.Optional(
+            Type.Object(
+              {
+                signingKey: Type.Union([SecretSource], { description: 'Ed25519 private key (PEM PKCS#8 or JWK) that signs checkpoints (docs/audit.md). Verify with its public key: mcp-warden audit verify --key.' }),
+                interval: Type.String({ ...Duration, default: '1m', description: 'How often a checkpoint is written when records were added. Default 1m; one is always written at shutdown.' }),
+              },
+              Strict,
+            ),
+          ),
+          sinks: Type.Array(AuditSink, { default: [], description: 'Where audit lines go besides stdout: file, syslog, http (docs/audit.md).' }),
+        },
+        { ...Strict, description: 'The tamper-evident audit log: hash chain, signed checkpoints, sinks (docs/audit.md).' },
+      ),
+    ),
     logging: Type.Object(
       {
         level: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),
@@ -592,3 +671,4 @@ export type EgressInput = Static<typeof EgressSchema>
 export type SecretSourceInput = Static<typeof SecretSource>
 export type CredentialsInput = Static<typeof CredentialsSchema>
 export type CredentialStrategyInput = Static<typeof CredentialStrategySchema>
+export type AuditInput = Static<typeof GatewayConfigSchema>['audit']

@@ -179,6 +179,24 @@ export function createMetrics() {
       labelNames: ['route', 'kind', 'mode'] as const,
       registers: [registry],
     }),
+    auditRecords: new Counter({
+      name: 'mcp_warden_audit_records_total',
+      help: 'Audit records by sink and outcome: queued (accepted for the sink), sent (delivered), retried (a failed delivery that will be retried), lost (dropped: buffer full with onFull: drop).',
+      labelNames: ['sink', 'outcome'] as const,
+      registers: [registry],
+    }),
+    auditBuffered: new Gauge({
+      name: 'mcp_warden_audit_buffer_bytes',
+      help: 'Bytes in the on-disk buffer of a sink, not yet delivered.',
+      labelNames: ['sink'] as const,
+      registers: [registry],
+    }),
+    auditSinkUp: new Gauge({
+      name: 'mcp_warden_audit_sink_up',
+      help: '1 when the last delivery to the sink succeeded, else 0.',
+      labelNames: ['sink'] as const,
+      registers: [registry],
+    }),
   }
   return m
 }

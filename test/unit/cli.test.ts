@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { COMMAND_OPTIONS, main, USAGE } from '../../gateway/cli.js'
 import { POLICY_OPTIONS } from '../../gateway/policy/cli.js'
+import { AUDIT_OPTIONS } from '../../gateway/observability/audit-cli.js'
 
 async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = ''
@@ -40,7 +41,7 @@ describe('help and version', () => {
     const parsed = new Map<string, string | undefined>()
     // pins (gateway/pinning/cli.ts) parses --config/-c, --out, --file and --kind.
     const PINS_OPTIONS = { config: { short: 'c' }, out: {}, file: {}, kind: {} }
-    for (const o of [...Object.values(COMMAND_OPTIONS), POLICY_OPTIONS, PINS_OPTIONS]) for (const [k, v] of Object.entries(o)) parsed.set(k, (v as { short?: string }).short)
+    for (const o of [...Object.values(COMMAND_OPTIONS), POLICY_OPTIONS, PINS_OPTIONS, AUDIT_OPTIONS]) for (const [k, v] of Object.entries(o)) parsed.set(k, (v as { short?: string }).short)
     // --version and -v are handled before any parser runs.
     expect([...described].sort()).toEqual([...parsed.keys(), 'version'].filter((k, i, a) => a.indexOf(k) === i).sort())
     expect([...shorts].sort()).toEqual([...new Set([...parsed.values()].filter(Boolean)), 'v'].sort())
