@@ -1,8 +1,8 @@
 /**
  * The audit line without pino's generic pass: the record has a fixed shape, so the line can be
  * put together directly, byte for byte what `log.info({ reqId, audit }, msg)` writes (unit test
- * `audit line serialiser`). It saved most of the line's cost in isolation (docs/performance.md,
- * "Issue 19 preparation"). Every logger feature the gateway does not use for audit lines (hooks,
+ * `audit line serialiser`). Not wired into audit.ts yet: in isolation it measured no faster than
+ * pino's path (docs/performance.md, "Issue 19 preparation"). Every logger feature the gateway does not use for audit lines (hooks,
  * mixins, formatters, nested keys, metadata streams such as multistream) makes `auditWriter`
  * answer undefined, and the caller keeps pino's path.
  */

@@ -8,7 +8,6 @@ import type { Logger } from 'pino'
 import { auditablePrincipal } from '../auth/principal.js'
 import type { AuditedDecision, CredentialRecord } from '../context.js'
 import { parseTraceparent } from './trace.js'
-import { auditWriter } from './audit-line.js'
 
 export interface AuditRecord {
   requestId: string
@@ -84,20 +83,5 @@ export function auditLogger(logger: Logger): Logger {
  * reads exactly as `request.log.info({ audit }, msg)` did: level, time, service, reqId, audit, msg.
  */
 export function writeAudit(log: Logger, request: FastifyRequest, reply: FastifyReply, msg: string): void {
-  if (!log.isLevelEnabled('info')) return
-  const audit = auditRecord(request, reply)
-  let direct = writers.get(log)
-  if (direct === undefined) writers.set(log, (direct = auditWriter(log) ?? null))
-  if (direct) {
-    try {
-      direct(request.id, audit, msg)
-      return
-    } catch {
-      // A record JSON.stringify cannot write (a cycle): pino's safe fallback writes it.
-    }
-  }
-  log.info({ reqId: request.id, audit }, msg)
+  if (log.isLevelEnabled('info')) log.info({ reqId: request.id, audit: auditRecord(request, reply) }, msg)
 }
-
-/** The direct line writer of each audit logger (observability/audit-line.ts), null where pino must write. */
-const writers = new WeakMap<Logger, ((reqId: string, record: AuditRecord, msg: string) => void) | null>()
