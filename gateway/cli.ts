@@ -4,6 +4,7 @@
  *   mcp-warden serve --config FILE    run the gateway
  *   mcp-warden check --config FILE    validate the config (and policies); exit 1 on any error
  *   mcp-warden policy test|explain …  policy suites and decisions (gateway/policy/cli.ts)
+ *   mcp-warden pins record|diff|approve …  tool-definition pins (gateway/pinning/cli.ts)
  */
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
@@ -14,15 +15,17 @@ import { ConfigError, formatProblem, type ConfigProblem } from './errors.js'
 import { fetchJson } from './lib/fetch-json.js'
 import { handleSignals, serve } from './main.js'
 import { checkPolicies, policyCommand, POLICY_USAGE } from './policy/cli.js'
+import { pinsCommand, PINS_USAGE } from './pinning/cli.js'
 
 const USAGE = `usage:
   mcp-warden serve --config FILE    run the gateway
   mcp-warden check --config FILE    validate gateway.yaml and its policies, print every problem
-${POLICY_USAGE}`
+${POLICY_USAGE}${PINS_USAGE}`
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
   if (command === 'policy') return policyCommand(rest, { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) })
+  if (command === 'pins') return pinsCommand(rest, { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) })
   const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: false })
   const configFile = typeof values.config === 'string' ? values.config : process.env.MCP_WARDEN_CONFIG
   if (values.help || command === undefined || command === 'help') {

@@ -8,6 +8,7 @@ import type { GatewayError } from './errors.js'
 import type { ParsedBody } from './mcp/jsonrpc.js'
 import type { CompiledApproval } from './policy/compile.js'
 import type { HttpFacts } from './proxy/path.js'
+import type { IncomingHttpHeaders } from 'node:http'
 
 export interface McpContext {
   body: ParsedBody
@@ -58,6 +59,12 @@ export interface RequestContext {
    * piped through untouched.
    */
   transformResponse: ((message: unknown) => unknown) | undefined
+  /**
+   * Session state learned from the upstream's answer (session/plugin.ts): awaited for each
+   * message of an SSE answer, and of a JSON answer when `json`, before the client can see it;
+   * false withholds the message.
+   */
+  watchResponse: { json: boolean; message: (message: unknown, headers: IncomingHttpHeaders) => boolean | Promise<boolean> } | undefined
 }
 
 export interface AuditedDecision {
@@ -91,4 +98,5 @@ export const newContext = (route: RuntimeRoute | undefined): RequestContext => (
   approval: undefined,
   rateLimit: undefined,
   transformResponse: undefined,
+  watchResponse: undefined,
 })

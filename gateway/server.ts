@@ -17,6 +17,9 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import type { Logger } from 'pino'
 import { approvalStage, createApprovalGate, registerApprovalCallbacks } from './approval/plugin.js'
 import { IntrospectionVerifier } from './auth/introspection.js'
+import { DpopVerifier } from './auth/dpop.js'
+import { PinBook } from './pinning/pins.js'
+import { pinningStage } from './pinning/plugin.js'
 import { authenticateHook } from './auth/plugin.js'
 import { TokenValidator, type OpaqueTokenVerifier } from './auth/token-validator.js'
 import { RedisStore } from './cache/redis.js'
@@ -49,7 +52,9 @@ import { originCheckFor, registerRouteProxy } from './proxy/plugin.js'
 import { registerLegacyClients, servesLegacyClients } from './legacy/plugin.js'
 import { SessionRegistry } from './session/binding.js'
 import { SessionSealer } from './session/sealed-id.js'
-import { checkSessionHook, observeSessions } from './session/plugin.js'
+import { checkSessionHook, observeSessions, observeSessionState, sessionStateStage } from './session/plugin.js'
+import { NegotiatedVersions } from './session/negotiated.js'
+import { ServerRequests } from './session/server-requests.js'
 
 export interface GatewayDeps {
   logger: Logger
@@ -120,7 +125,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => randomUUID(),
     requestIdHeader: false,
-    trustProxy: config.server.trustProxy,
+    trustProxy: trustProxyOption(config.server.trustProxy),
     bodyLimit: Math.max(...config.routes.map((r) => r.bodyLimit)),
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
@@ -160,7 +165,8 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
 
   registerJsonBodyParser(app)
   registerResourceMetadata(app, config)
-  const authenticate = authenticateHook(validator, metrics)
+  const dpopAccepted = [...config.issuers.values()].some((i) => i.dpop)
+  const authenticate = authenticateHook(validator, metrics, dpopAccepted ? { verifier: new DpopVerifier(store, deps.now), config } : undefined)
   const gate = config.server.authFailures && addressGate(new AddressFailures(config.server.authFailures.limit, config.server.authFailures.perMs), metrics)
   const policies = createPolicyEngine(config, logger, metrics)
   // Human approval (docs/approvals.md): only where some issuer has an approval channel.
@@ -169,11 +175,15 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
   const decide = policies ? [policyStage(policies, metrics, { rawArguments: config.policies!.rawArguments, approvals: approvals !== undefined, ...(deps.now ? { now: deps.now } : {}) })] : []
   // Rate limits live in policy documents; shared through Redis when configured, else per replica.
   if (policies) decide.push(limitStage(policies, rateLimiter(config, store, logger), metrics, { onRedisDown: config.policies!.limitsOnRedisDown, logger }))
+  const pins = new PinBook(store)
   // Sealed session ids (session/sealed-id.ts): every replica can decide every session without Redis.
   const signingKey = config.sessions.signingKey && Buffer.from(config.sessions.signingKey.reveal(), 'utf8')
   const sessions = new SessionRegistry(store, config.sessions.ttlMs, { sealer: signingKey && new SessionSealer(signingKey) })
   const checkSession = checkSessionHook(sessions)
   const sessionObserver = observeSessions(sessions)
+  const negotiated = new NegotiatedVersions(store, config.sessions.ttlMs)
+  const sessionState = sessionStateStage(negotiated, new ServerRequests(store))
+  const sessionStateObserver = observeSessionState(negotiated)
   const upstreamSessions = new UpstreamSessions(store, config.sessions.ttlMs)
   const broker = new CredentialBroker({
     issuers: config.issuers,
@@ -200,9 +210,10 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     // 2026-07-28 requests are answered last, through the gateway's upstream session (gateway/modern/).
     const modern = mcp ? [modernStage({ route, target, sessions: upstreamSessions, metrics })] : []
     // A held call is asked for after rate limits, so an agent cannot flood a user's phone.
-    const preHandler = [...(mcp ? [checkMcpRequest, checkSession, ...decide, ...(approvals ? [approvalStage(approvals, route)] : [])] : []), ...(deps.stages?.(route) ?? []), ...credentialStage(broker, route), ...modern]
+    const preHandler = [...(mcp ? [checkMcpRequest, checkSession, sessionState, ...decide, ...(route.pinning ? [pinningStage(pins, route, metrics)] : []), ...(approvals ? [approvalStage(approvals, route)] : [])] : []), ...(deps.stages?.(route) ?? []), ...credentialStage(broker, route), ...modern]
     const onRequest = gate ? [gate.gate, authenticate, gate.pass] : [authenticate]
-    await registerRouteProxy(app, route, { onRequest, preHandler, onUpstreamResponse: mcp ? [sessionObserver] : [] }, metrics, target)
+    // sessionStateObserver first: it reads the upstream's session id before sessionObserver seals it.
+    await registerRouteProxy(app, route, { onRequest, preHandler, onUpstreamResponse: mcp ? [sessionStateObserver, sessionObserver] : [] }, metrics, target)
     // 2024-11-05 HTTP+SSE clients: each of their messages is replayed through the route above.
     if (servesLegacyClients(route)) await registerLegacyClients(app, route, { onRequest: [originCheckFor(route), ...onRequest], sessions, metrics, logger })
   }
@@ -269,4 +280,15 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
       await store.close()
     },
   }
+}
+
+/**
+ * Fastify's trustProxy for `server.trustProxy`. A hop count becomes a function: this Fastify
+ * reads a bare number as "trust nothing", while the operator means "the n-th address from the
+ * right of X-Forwarded-For (index 0 is the peer) is the client" — what each proxy appended, never
+ * what the client wrote to the left of it.
+ */
+export function trustProxyOption(t: false | number | readonly string[]): false | string[] | ((address: string, hop: number) => boolean) {
+  if (typeof t === 'number') return (_address, hop) => hop < t
+  return t === false ? false : [...t]
 }

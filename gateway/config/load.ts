@@ -4,6 +4,7 @@
  * URLs, secrets resolved) → deep freeze. Nothing downstream ever sees raw YAML.
  */
 import { readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
 import { dirname, resolve } from 'node:path'
 import { ConfigError, type ConfigProblem } from '../errors.js'
 import { GatewayConfigSchema, type GatewayConfigInput, type IssuerInput, type RouteInput, type SecretSourceInput } from './schema.js'
@@ -36,7 +37,20 @@ export interface RuntimeIssuer {
   readonly introspection: RuntimeIntrospection
   readonly jwks: { readonly cooldownMs: number; readonly maxAgeMs: number; readonly maxStaleMs: number; readonly timeoutMs: number }
   readonly approval: RuntimeApproval | undefined
+  /** RFC 9449 sender-constrained tokens (docs/dpop.md); undefined = a token with cnf is refused. */
+  readonly dpop?: RuntimeDpop | undefined
 }
+
+export interface RuntimeDpop {
+  readonly required: boolean
+  readonly algorithms: readonly string[]
+  readonly maxAgeSec: number
+  readonly nonce: boolean
+  readonly nonceRotationMs: number
+}
+
+/** DPOP-03: proofs older than this are never accepted, whatever the config says. */
+export const MAX_DPOP_AGE_SEC = 300
 
 export interface RuntimeApproval {
   readonly channel: 'ciba' | 'webhook'
@@ -105,6 +119,13 @@ export interface RuntimeRoute {
   readonly legacyClients?: boolean
   /** MCP routes: how 2026-07-28 clients are served (gateway/modern/); undefined = caller. */
   readonly modernClients?: 'caller' | 'request' | 'native' | 'refuse'
+  /**
+   * What the route's challenges offer (docs/dpop.md): set when some issuer accepts DPoP.
+   * `bearer` false when only DPoP-bound tokens are accepted (then no Bearer challenge is sent).
+   */
+  readonly dpop?: { readonly algorithms: readonly string[]; readonly bearer: boolean; readonly required: boolean } | undefined
+  /** Tool-definition pinning (gateway/pinning/); undefined = off. */
+  readonly pinning?: 'observe' | 'enforce' | undefined
 }
 
 /**
@@ -155,7 +176,8 @@ export interface RuntimeConfig {
     readonly publicUrl: string
     readonly listen: { readonly host: string; readonly port: number }
     readonly allowedHosts: ReadonlySet<string>
-    readonly trustProxy: boolean
+    /** false, a hop count or the proxies' addresses/CIDRs (Fastify's trustProxy); never `true`. */
+    readonly trustProxy: false | number | readonly string[]
     readonly shutdownGraceMs: number
     readonly maxHeaderSize: number
     /** Failed-authentication budget per client address (docs/limits.md); undefined = off. */
@@ -247,7 +269,7 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
       problems.push(problemAt(src, at('scopesSupported'), 'offline_access should not be advertised (MCP scope minimisation)', 'warning'))
     }
     const credentials = normalizeCredentials(r.credentials, { src, at: at('credentials'), routeIssuers: r.issuers, issuers: input.issuers, baseDir, env, problems })
-    const route = { ...normalizeRoute(src, r, i, origin, baseDir, env, problems, warnings), credentials, allowAddresses: [] }
+    const route = { ...normalizeRoute(src, r, i, origin, baseDir, env, problems, warnings), credentials, allowAddresses: [], dpop: routeDpop(src, r, issuers, at, problems) }
     if (seenMetadata.has(route.metadataPath) && !dupPath) problems.push(problemAt(src, at('resource'), 'two routes share one resource identifier'))
     seenMetadata.set(route.metadataPath, i)
     routes.push(route)
@@ -292,7 +314,7 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
       publicUrl: origin,
       listen: { host: input.server.listen.host, port: input.server.listen.port },
       allowedHosts,
-      trustProxy: input.server.trustProxy,
+      trustProxy: trustProxyOf(input.server.trustProxy, src, problems),
       shutdownGraceMs: parseDuration(input.server.shutdownGrace),
       maxHeaderSize: parseSize(input.server.maxHeaderSize),
       authFailures: input.server.authFailures && { limit: input.server.authFailures.limit, perMs: parseDuration(input.server.authFailures.per) },
@@ -367,6 +389,7 @@ function normalizeIssuer(src: YamlSource, name: string, iss: IssuerInput, baseDi
     validation: iss.validation,
     introspection,
     approval: normalizeApproval(src, name, iss, baseDir, env, problems, warnings),
+    dpop: normalizeDpop(src, iss, at, problems),
     jwks: {
       cooldownMs: parseDuration(iss.jwks.cooldown),
       maxAgeMs: parseDuration(iss.jwks.maxAge),
@@ -563,6 +586,7 @@ function normalizeRoute(src: YamlSource, r: RouteInput, i: number, origin: strin
     streams: { maxDurationMs: parseDuration(r.streams.maxDuration), maxPerCaller: r.streams.maxPerCaller },
     legacyClients: legacyClientsOf(src, r, i, problems),
     modernClients: r.modernClients,
+    pinning: r.pinning === 'observe' || r.pinning === 'enforce' ? r.pinning : undefined,
   }
 }
 
@@ -581,4 +605,44 @@ function deepFreeze<T>(o: T): T {
     }
   }
   return o
+}
+
+const PROXY_RANGES = new Set(['loopback', 'linklocal', 'uniquelocal'])
+
+/** `server.trustProxy` for Fastify, or a problem: `true` lets any client choose the address its budget is kept under. */
+function trustProxyOf(v: boolean | number | string[], src: YamlSource, problems: ConfigProblem[]): false | number | readonly string[] {
+  if (v === false) return false
+  if (v === true) {
+    problems.push(problemAt(src, ['server', 'trustProxy'], 'trustProxy: true takes whatever X-Forwarded-For a client sends as its address (a client then escapes server.authFailures by rotating it); give the number of proxies in front of the gateway (e.g. 1) or their addresses/CIDRs'))
+    return false
+  }
+  if (typeof v === 'number') return v
+  v.forEach((entry, i) => {
+    const [addr = '', prefix, more] = entry.split('/')
+    const family = isIP(addr)
+    const max = family === 4 ? 32 : 128
+    const ok = PROXY_RANGES.has(entry) || (family !== 0 && more === undefined && (prefix === undefined || (/^[0-9]{1,3}$/.test(prefix) && Number(prefix) <= max)))
+    if (!ok) problems.push(problemAt(src, ['server', 'trustProxy', i], `"${entry}" is not an IP address, a CIDR or one of loopback, linklocal, uniquelocal`))
+  })
+  return v
+}
+
+function normalizeDpop(src: YamlSource, iss: IssuerInput, at: (...p: string[]) => (string | number)[], problems: ConfigProblem[]): RuntimeDpop | undefined {
+  const d = iss.dpop
+  if (!d) return undefined
+  const maxAgeSec = Math.round(parseDuration(d.maxAge) / 1000)
+  if (maxAgeSec < 1 || maxAgeSec > MAX_DPOP_AGE_SEC) problems.push(problemAt(src, at('dpop', 'maxAge'), `maxAge must be between 1s and ${MAX_DPOP_AGE_SEC}s (RFC 9449 §11.1)`))
+  const nonceRotationMs = parseDuration(d.nonceRotation)
+  if (nonceRotationMs < 10_000) problems.push(problemAt(src, at('dpop', 'nonceRotation'), 'nonceRotation must be at least 10s'))
+  return { required: d.required, algorithms: d.algorithms, maxAgeSec, nonce: d.nonce, nonceRotationMs }
+}
+
+function routeDpop(src: YamlSource, r: RouteInput, issuers: ReadonlyMap<string, RuntimeIssuer>, at: (...p: string[]) => (string | number)[], problems: ConfigProblem[]): RuntimeRoute['dpop'] {
+  const configured = r.issuers.map((n) => issuers.get(n)).filter((i): i is RuntimeIssuer => !!i)
+  const withDpop = configured.filter((i) => i.dpop)
+  if (r.requireDpop && withDpop.length !== configured.length) problems.push(problemAt(src, at('requireDpop'), 'requireDpop needs `dpop` on every issuer of the route'))
+  if (withDpop.length === 0) return undefined
+  const algorithms = [...new Set(withDpop.flatMap((i) => i.dpop!.algorithms))]
+  const required = r.requireDpop === true
+  return { algorithms, required, bearer: !required && configured.some((i) => !i.dpop?.required) }
 }

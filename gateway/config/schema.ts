@@ -207,6 +207,23 @@ export const IssuerSchema = Type.Object(
       },
       { ...Strict, default: {} },
     ),
+    dpop: Type.Optional(
+      Type.Object(
+        {
+          required: Type.Boolean({ default: false, description: 'Refuse tokens of this issuer that are not DPoP-bound (no cnf.jkt). Default false: bound tokens need a proof, unbound ones stay bearer tokens.' }),
+          algorithms: Type.Array(Type.Union([Type.Literal('ES256'), Type.Literal('ES384'), Type.Literal('ES512'), Type.Literal('EdDSA'), Type.Literal('PS256'), Type.Literal('PS384'), Type.Literal('PS512'), Type.Literal('RS256')]), {
+            minItems: 1,
+            uniqueItems: true,
+            default: ['ES256', 'EdDSA', 'PS256', 'RS256'],
+            description: 'Accepted DPoP proof algorithms (RFC 9449 §11.6: asymmetric only; none and HS* cannot be listed).',
+          }),
+          maxAge: Type.String({ ...Duration, default: '60s', description: 'How old a proof (its iat) may be, plus clockSkew; its jti is remembered this long. At most 300s. Default 60s.' }),
+          nonce: Type.Boolean({ default: false, description: 'Require a server nonce in every proof (RFC 9449 §9): DPoP-Nonce header with use_dpop_nonce. Default false.' }),
+          nonceRotation: Type.String({ ...Duration, default: '5m', description: 'How often the shared nonce changes; the previous one stays valid for one more period. Default 5m.' }),
+        },
+        { ...Strict, description: 'Sender-constrained tokens (RFC 9449 DPoP): see docs/dpop.md. Without this, any token with cnf is refused.' },
+      ),
+    ),
   },
   { ...Strict, description: 'An authorization server whose access tokens the gateway accepts.' },
 )
@@ -380,6 +397,12 @@ export const RouteSchema = Type.Object(
       description:
         'How clients speaking MCP 2026-07-28 (stateless, Mcp-Method/Mcp-Name headers) are served. caller (default): the gateway opens one upstream session per caller and route and bridges to the revision the upstream speaks. request: a fresh upstream session per request. native: the upstream speaks 2026-07-28 itself; requests are checked and forwarded. refuse: 400 UnsupportedProtocolVersionError listing the other versions. See docs/transports.md.',
     }),
+    pinning: Type.Optional(
+      Type.Union([Type.Literal('off'), Type.Literal('observe'), Type.Literal('enforce')], {
+        description: 'Tool-definition pinning (docs/pinning.md). observe: a changed or new tool is logged, audited and counted. enforce: it is also hidden from tools/list and its calls refused until an operator approves it (mcp-warden pins approve). Default off.',
+      }),
+    ),
+    requireDpop: Type.Optional(Type.Boolean({ description: 'Accept only DPoP-bound tokens on this route, whatever the issuer allows; every issuer of the route needs `dpop`. Default false. See docs/dpop.md.' })),
   },
   { ...Strict, description: 'One protected endpoint: a path on the gateway in front of one upstream MCP server (or plain HTTP API with kind: api).' },
 )
@@ -436,7 +459,18 @@ export const GatewayConfigSchema = Type.Object(
             description: 'Host header values accepted (DNS-rebinding defence); others get 421. Default: the host of publicUrl.',
           }),
         ),
-        trustProxy: Type.Boolean({ default: false, description: 'Trust X-Forwarded-For for client addresses in logs. Never used to build URLs. Default false.' }),
+        trustProxy: Type.Union(
+          [
+            Type.Boolean(),
+            Type.Integer({ minimum: 1, maximum: 32 }),
+            Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
+          ],
+          {
+            default: false,
+            description:
+              'Which X-Forwarded-For entries are client addresses (logs, audit, the authFailures budget): false (default) uses the peer address; a number of proxies in front of the gateway (the address that many hops back); or the addresses/CIDRs of the proxies (also loopback, linklocal, uniquelocal). `true` is refused: it would take the address a client writes. Never used to build URLs.',
+          },
+        ),
         shutdownGrace: Type.String({ ...Duration, default: '10s', description: 'How long SIGTERM waits for in-flight requests and streams. Default 10s.' }),
         maxHeaderSize: Type.String({ ...ByteSize, default: '16kb', description: 'Largest total request header size; 431 after. Default 16kb.' }),
         authFailures: Type.Optional(

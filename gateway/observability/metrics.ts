@@ -14,7 +14,7 @@ export function createMetrics() {
     registry,
     requests: new Counter({
       name: 'mcp_warden_requests_total',
-      help: 'Requests answered, by route, MCP method class and HTTP status.',
+      help: 'Requests answered, by route, HTTP status and reason ("ok", or the reason of the refusal or failure).',
       labelNames: ['route', 'status', 'reason'] as const,
       registers: [registry],
     }),
@@ -69,7 +69,7 @@ export function createMetrics() {
     }),
     introspectionCache: new Counter({
       name: 'mcp_warden_introspection_cache_total',
-      help: 'Introspection lookups by issuer and where the answer came from: memory (in-process LRU), redis (shared store), coalesced (joined a call in flight), miss (asked the AS).',
+      help: 'Introspection lookups by issuer and layer (the place the answer came from): memory (in-process LRU), redis (shared store), coalesced (joined a call in flight), miss (asked the AS).',
       labelNames: ['issuer', 'layer'] as const,
       registers: [registry],
     }),
@@ -171,6 +171,12 @@ export function createMetrics() {
     policyLastReloadFailed: new Gauge({
       name: 'mcp_warden_policy_last_reload_failed',
       help: '1 when the last attempt to load new policies was refused (the previous set is in force), else 0.',
+      registers: [registry],
+    }),
+    toolPinDrift: new Counter({
+      name: 'mcp_warden_tool_pin_drift_total',
+      help: 'Listed tools whose definition differs from its pin (changed) or has none (new), by route, kind and mode (observe: shown; enforce: hidden). docs/pinning.md.',
+      labelNames: ['route', 'kind', 'mode'] as const,
       registers: [registry],
     }),
   }

@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto'
 import type { ConfigProblem } from '../errors.js'
 import { problemAt, type YamlSource } from '../config/yaml-source.js'
-import { argMatcher, canonicalResourceUri, claimValues, covers, localTime, minutesOf, nameMatcher, parseArgPath, type ArgMatcher, type NameMatcher } from './matchers.js'
+import { argMatcher, canonicalResourcePattern, claimValues, covers, localTime, minutesOf, nameMatcher, parseArgPath, type ArgMatcher, type NameMatcher } from './matchers.js'
 import { parseDuration } from '../config/units.js'
 import { MCP_METHODS, isMcpMethod } from '../mcp/methods.js'
 import { compileRar } from './rar.js'
@@ -37,6 +37,8 @@ export interface PolicyPrincipal {
   readonly userPresent: boolean
   readonly claims: Readonly<Record<string, unknown>>
 }
+
+const DOT_SEGMENT = /(^|\/)(?:\.|%2e){1,2}(?=\/|$|[?#])/i
 
 export type TargetKind = 'tool' | 'prompt' | 'resource'
 
@@ -216,11 +218,12 @@ function compileRule(src: YamlSource, doc: PolicyDocument, rule: RuleInput, i: n
   const kind: TargetKind | undefined = targets[0] === 'tools' ? 'tool' : targets[0] === 'prompts' ? 'prompt' : targets[0] === 'resources' ? 'resource' : undefined
   let entries = kind ? rule[targets[0]!]! : []
   if (kind === 'resource') {
-    // Rules compare against canonical URIs (scheme and authority lower-cased), like requests.
+    // Rules compare against canonical URIs, like requests (matchers.ts). A pattern is written by the
+    // operator: a dot segment there (next to a `*` it would swallow) is a mistake, not a spelling.
     entries = entries.map((e, j) => {
       if (e === '*') return e
-      const c = canonicalResourceUri(e)
-      if (c === undefined) err(at('resources', j), 'a resource pattern must be an absolute URI without dot segments or percent-encoded . / \\')
+      const c = DOT_SEGMENT.test(e) ? undefined : canonicalResourcePattern(e)
+      if (c === undefined) err(at('resources', j), 'a resource pattern must be an absolute URI without userinfo, dot segments, control characters, \\ or ambiguous percent-encodings (%2F, %5C, %00, %25xx)')
       return c ?? e
     })
   }

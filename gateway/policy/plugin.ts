@@ -13,7 +13,8 @@ import type { Logger } from 'pino'
 import type { RuntimeConfig } from '../config/load.js'
 import { compileContext, PolicyEngine } from './engine.js'
 import { evaluate, visible, type Decision } from './evaluate.js'
-import { LIST_METHODS, listFilter } from './filter.js'
+import { LIST_METHODS, listFilter, replayFilter } from './filter.js'
+import type { TargetKind } from './compile.js'
 
 const SEVERITY = { allow: 0, 'require-scopes': 1, 'require-approval': 2, deny: 3 } as const
 
@@ -83,9 +84,10 @@ export function policyStage(engine: PolicyEngine, metrics: Metrics, options: Pol
         throw new GatewayError(message && targetName(message) === undefined ? 'GW_POLICY_METHOD_DENIED' : 'GW_POLICY_DENIED', { detail })
     }
 
-    if (lists.size > 0) {
-      gw.transformResponse = listFilter(lists, (kind, name) => visible(set, route, kind, name, principal, at))
-    }
+    const isVisible = (kind: TargetKind, name: string) => visible(set, route, kind, name, principal, at)
+    if (lists.size > 0) gw.transformResponse = listFilter(lists, isVisible)
+    // A GET stream (Last-Event-ID resumption, or the standalone stream) may replay a list answer.
+    else if (request.method === 'GET') gw.transformResponse = replayFilter(isVisible)
   }
 }
 
