@@ -8,6 +8,7 @@ import type { GatewayError } from './errors.js'
 import type { ParsedBody } from './mcp/jsonrpc.js'
 import type { CompiledApproval } from './policy/compile.js'
 import type { HttpFacts } from './proxy/path.js'
+import type { TraceSpan } from './observability/tracing.js'
 
 export interface McpContext {
   body: ParsedBody
@@ -58,6 +59,8 @@ export interface RequestContext {
    * piped through untouched.
    */
   transformResponse: ((message: unknown) => unknown) | undefined
+  /** The request's server span; undefined whenever tracing is off (observability/request-span.ts). */
+  span: TraceSpan | undefined
 }
 
 export interface AuditedDecision {
@@ -91,4 +94,5 @@ export const newContext = (route: RuntimeRoute | undefined): RequestContext => (
   approval: undefined,
   rateLimit: undefined,
   transformResponse: undefined,
+  span: undefined,
 })

@@ -35,6 +35,8 @@ import { UpstreamSessions } from './modern/sessions.js'
 import { buildAdminServer, type ReadinessCheck } from './observability/admin.js'
 import { auditLogger, writeAudit } from './observability/audit.js'
 import { createMetrics, type Metrics } from './observability/metrics.js'
+import { endRequestSpan, startRequestSpan, tracedStage } from './observability/request-span.js'
+import { startTracing, type Tracing, type TracingSettings } from './observability/tracing.js'
 import type { Bridge } from './bridge/bridge.js'
 import type { PolicyEngine } from './policy/engine.js'
 import { createPolicyEngine, policyStage } from './policy/plugin.js'
@@ -51,6 +53,8 @@ import { SessionRegistry } from './session/binding.js'
 import { SessionSealer } from './session/sealed-id.js'
 import { checkSessionHook, observeSessions } from './session/plugin.js'
 
+const GATEWAY_VERSION = '0.1.0'
+
 export interface GatewayDeps {
   logger: Logger
   store?: SharedStore
@@ -59,6 +63,8 @@ export interface GatewayDeps {
   /** Extra preHandler stages (decide, credentials), in pipeline order, per route. */
   stages?: (route: RuntimeRoute) => preHandlerHookHandler[]
   now?: () => number
+  /** Overrides observability.tracing (tests: a short flush interval). */
+  tracing?: TracingSettings
 }
 
 export interface Gateway {
@@ -75,6 +81,8 @@ export interface Gateway {
   egress: FastifyInstance | undefined
   /** Extra readiness checks registered by later stages. */
   readiness: ReadinessCheck[]
+  /** OpenTelemetry tracing; undefined when off (the default). */
+  tracing: Tracing | undefined
   /** Bridges serving the routes whose upstream is stdio or legacy SSE, by route name. */
   bridges: ReadonlyMap<string, Bridge>
   start(): Promise<{ url: string; adminUrl: string; egressUrl?: string }>
@@ -100,6 +108,10 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
   const { logger } = deps
   const audit = auditLogger(logger)
   const metrics = deps.metrics ?? createMetrics()
+  // Off by default: then undefined, the SDK is never imported and no hook below is installed.
+  const tracing = await startTracing(deps.tracing ?? config.observability.tracing, logger, GATEWAY_VERSION)
+  // Only stages that can wait get wrapped; with tracing off this is the identity.
+  const traced = <S>(name: string, stage: S): S => (tracing ? tracedStage(tracing, name, stage) : stage)
   const store =
     deps.store ??
     (config.cache.redis
@@ -142,6 +154,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     const host = request.headers.host?.toLowerCase()
     if (!host || !config.server.allowedHosts.has(host)) throw new GatewayError('GW_HTTP_MISDIRECTED', { detail: 'host not allowed' })
   })
+  if (tracing) app.addHook('onRequest', startRequestSpan(tracing))
   app.setErrorHandler((err, request, reply) => sendError(request, reply, err))
   app.setNotFoundHandler((request, reply) => sendError(request, reply, new GatewayError('GW_HTTP_NOT_FOUND')))
   app.addHook('onResponse', async (request, reply) => {
@@ -156,11 +169,12 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     else if (code === 'GW_HTTP_BODY_TOO_LARGE') metrics.limitsExceeded.inc({ limit: 'body' })
     else if (code === 'GW_HTTP_TOO_MANY_STREAMS') metrics.limitsExceeded.inc({ limit: 'streams' })
     if (request.raw.method !== 'OPTIONS') writeAudit(audit, request, reply, 'mcp.request')
+    if (tracing) endRequestSpan(tracing, request, reply)
   })
 
   registerJsonBodyParser(app)
   registerResourceMetadata(app, config)
-  const authenticate = authenticateHook(validator, metrics)
+  const authenticate = traced('mcp-warden.authenticate', authenticateHook(validator, metrics))
   const gate = config.server.authFailures && addressGate(new AddressFailures(config.server.authFailures.limit, config.server.authFailures.perMs), metrics)
   const policies = createPolicyEngine(config, logger, metrics)
   // Human approval (docs/approvals.md): only where some issuer has an approval channel.
@@ -168,7 +182,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
   if (approvals) registerApprovalCallbacks(app, approvals)
   const decide = policies ? [policyStage(policies, metrics, { rawArguments: config.policies!.rawArguments, approvals: approvals !== undefined, ...(deps.now ? { now: deps.now } : {}) })] : []
   // Rate limits live in policy documents; shared through Redis when configured, else per replica.
-  if (policies) decide.push(limitStage(policies, rateLimiter(config, store, logger), metrics, { onRedisDown: config.policies!.limitsOnRedisDown, logger }))
+  if (policies) decide.push(traced('mcp-warden.rate_limit', limitStage(policies, rateLimiter(config, store, logger), metrics, { onRedisDown: config.policies!.limitsOnRedisDown, logger })))
   // Sealed session ids (session/sealed-id.ts): every replica can decide every session without Redis.
   const signingKey = config.sessions.signingKey && Buffer.from(config.sessions.signingKey.reveal(), 'utf8')
   const sessions = new SessionRegistry(store, config.sessions.ttlMs, { sealer: signingKey && new SessionSealer(signingKey) })
@@ -200,7 +214,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     // 2026-07-28 requests are answered last, through the gateway's upstream session (gateway/modern/).
     const modern = mcp ? [modernStage({ route, target, sessions: upstreamSessions, metrics })] : []
     // A held call is asked for after rate limits, so an agent cannot flood a user's phone.
-    const preHandler = [...(mcp ? [checkMcpRequest, checkSession, ...decide, ...(approvals ? [approvalStage(approvals, route)] : [])] : []), ...(deps.stages?.(route) ?? []), ...credentialStage(broker, route), ...modern]
+    const preHandler = [...(mcp ? [checkMcpRequest, checkSession, ...decide, ...(approvals ? [traced('mcp-warden.approval', approvalStage(approvals, route))] : [])] : []), ...(deps.stages?.(route) ?? []), ...credentialStage(broker, route).map((s) => traced('mcp-warden.credential', s)), ...modern.map((s) => traced('mcp-warden.upstream_session', s))]
     const onRequest = gate ? [gate.gate, authenticate, gate.pass] : [authenticate]
     await registerRouteProxy(app, route, { onRequest, preHandler, onUpstreamResponse: mcp ? [sessionObserver] : [] }, metrics, target)
     // 2024-11-05 HTTP+SSE clients: each of their messages is replayed through the route above.
@@ -243,6 +257,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     egress,
     readiness,
     bridges,
+    tracing,
     async start() {
       await validator.init()
       if (config.policies?.watch) policies?.watch()
@@ -267,6 +282,8 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
       // No child process outlives the gateway.
       await Promise.allSettled([...bridges.values()].map((b) => b.close()))
       await store.close()
+      // Flushes the spans still batched.
+      await tracing?.shutdown()
     },
   }
 }

@@ -148,6 +148,17 @@ export interface RuntimePolicies {
   readonly limitsReplicas: number
 }
 
+/** observability.tracing; unset fields fall back to the OTEL_* environment (observability/tracing.ts). */
+export interface RuntimeTracing {
+  readonly enabled: boolean
+  readonly endpoint: string | undefined
+  readonly protocol: 'http/protobuf' | 'grpc' | undefined
+  readonly ratio: number | undefined
+  readonly parentBased: boolean | undefined
+  readonly serviceName: string | undefined
+  readonly principal: readonly ('subject' | 'client' | 'issuer' | 'actor')[]
+}
+
 export interface RuntimeConfig {
   readonly file: string
   readonly baseDir: string
@@ -168,6 +179,7 @@ export interface RuntimeConfig {
   readonly egress: RuntimeEgress | undefined
   readonly cache: { readonly redis: RuntimeRedis | undefined }
   readonly logging: { readonly level: string }
+  readonly observability: { readonly tracing: RuntimeTracing }
   readonly sessions: { readonly ttlMs: number; readonly signingKey: Secret | undefined }
   /** Policy engine settings; undefined = no policy stage (every authenticated call forwarded). */
   readonly policies: RuntimePolicies | undefined
@@ -303,6 +315,17 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
     egress,
     cache: { redis },
     logging: { level: input.logging.level },
+    observability: {
+      tracing: {
+        enabled: input.observability.tracing.enabled,
+        endpoint: input.observability.tracing.endpoint,
+        protocol: input.observability.tracing.protocol,
+        ratio: input.observability.tracing.sampler.ratio,
+        parentBased: input.observability.tracing.sampler.parentBased,
+        serviceName: input.observability.tracing.serviceName,
+        principal: input.observability.tracing.principal,
+      },
+    },
     sessions: { ttlMs: parseDuration(input.sessions.ttl), signingKey: sessionSigningKey(src, input.sessions.signingKey, baseDir, env, problems, warnings) },
     policies,
     warnings,
