@@ -1,10 +1,12 @@
 # mcp-warden container image.
 #
-#   docker build -t mcp-warden:0.1.0 .
+#   docker build -t registry.example.com/platform/mcp-warden:0.1.0 .
+#   (no Docker engine, or no access to Docker Hub: deploy/image/build-with-podman.sh)
 #   docker run --read-only --tmpfs /tmp -p 8080:8080 -p 9090:9090 \
-#     -v $PWD/gateway.yaml:/etc/mcp-warden/gateway.yaml:ro mcp-warden:0.1.0
+#     -v $PWD/gateway.yaml:/etc/mcp-warden/gateway.yaml:ro registry.example.com/platform/mcp-warden:0.1.0
 #
-# Layout (test/integration/ship/image-layout.test.ts rebuilds it without Docker and starts it):
+# Layout (test/integration/ship/image-layout.test.ts rebuilds it without Docker and starts it;
+# deploy/image/build-with-podman.sh builds this Dockerfile and checks the built image):
 #   /app/dist/gateway/       compiled gateway (npm run build)
 #   /app/node_modules/       production dependencies only
 #   /app/policies/schema/    JSON Schemas (editor completion, `mcp-warden check`)
@@ -13,7 +15,9 @@
 # Nothing is written at run time outside /tmp, so the root filesystem can be read-only.
 # No secret is baked in: secrets arrive as env vars or mounted files named by gateway.yaml.
 
-ARG NODE_IMAGE=node:20.20.2-bookworm-slim
+# Node 24, the active LTS (package.json engines: >=22). NODE_IMAGE may name any image with node and
+# npm on the PATH and a uid 1000; build-with-podman.sh passes a locally built one.
+ARG NODE_IMAGE=node:24.22.3-bookworm-slim
 
 FROM ${NODE_IMAGE} AS build
 WORKDIR /src

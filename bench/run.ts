@@ -30,6 +30,7 @@ import { fmt, median, medianRatio, quantile, ratio } from './lib/stats.js'
 import { fixedRate, type RateResult } from './lib/rate.js'
 import { BODY } from './lib/request.js'
 import { runWrk, wrkArgs, writeWrkScript, type WrkResult } from './lib/wrk.js'
+import { warmupReport, warmupRun } from './lib/warmup.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 
@@ -47,6 +48,9 @@ const { values: args } = parseArgs({
     baseline: { type: 'string' },
     only: { type: 'string' },
     out: { type: 'string' },
+    warmup: { type: 'string' },
+    'warmup-node-args': { type: 'string' },
+    'warmup-window': { type: 'string', default: '10' },
   },
 })
 const quick = args.quick ?? false
@@ -193,8 +197,19 @@ async function main(): Promise<void> {
     services.push(baselines.at(-1)!.service)
   }
 
+  // --warmup-node-args: a second fresh gateway from the same tree with extra node flags, so a
+  // flag's effect on warm-up is measured in the same run as the default.
+  let variant: { name: string; service: Service; port: number } | undefined
+  if (args.warmup && args['warmup-node-args']) {
+    const [port, admin] = await Promise.all([freePort(), freePort()])
+    const name = 'gw+flags'
+    variant = { name, service: gatewayProcess(name, join(root, 'dist'), port!, admin!, args['warmup-node-args'].split(' ').filter(Boolean)), port: port! }
+    services.push(variant.service)
+    baselines.push(variant)
+  }
+
   let haproxy: Service | undefined
-  if (hasCommand('haproxy')) {
+  if (hasCommand('haproxy') && !args.warmup) {
     const jwk = as.publicJwks().keys[0]!
     const pem = join(work, 'as-key.pem')
     writeFileSync(pem, createPublicKey({ key: jwk as never, format: 'jwk' }).export({ type: 'spki', format: 'pem' }))
@@ -241,6 +256,31 @@ async function main(): Promise<void> {
     targets.splice(0, targets.length, ...targets.filter((t) => keep.has(t.name)))
   }
   const checks = await validate(targets, token, sseToken)
+
+  if (args.warmup) {
+    const byName = new Map(targets.map((t) => [t.name, t]))
+    const order = ['gateway', ...(variant ? [variant.name] : []), 'bare-dispatch', 'direct'].filter((n) => byName.has(n))
+    const result = await warmupRun(
+      order.map((n) => ({ name: n, reference: n === 'bare-dispatch' || n === 'direct', run: async (sec: number) => {
+        const s = await measure(byName.get(n)!, 'json', byName.get(n)!.jsonScript ?? jsonScript, sec)
+        return { cpuUsPerReq: s.cpuUsPerReq, rps: s.wrk.rps }
+      } })),
+      Number(args.warmup), Number(args['warmup-window']), 3, log,
+    )
+    const md = warmupReport(result, [
+      `# Warm-up from a cold start, ${startedAt.toISOString()}`,
+      '',
+      `Node ${process.version}, ${cpus()[0]?.model ?? 'unknown CPU'}, load average at start ${loadavg().map((x) => x.toFixed(1)).join(' ')}, ${CONNECTIONS} connections, pinned: ${canPin}.${variant ? ` gw+flags: node ${args['warmup-node-args']}.` : ''}`,
+      ...checks.map((c) => `- ${c}`),
+    ])
+    const out = args.out ?? join(root, 'bench', 'results', `${startedAt.toISOString().slice(0, 10)}-warmup.md`)
+    mkdirSync(dirname(out), { recursive: true })
+    writeFileSync(out, md)
+    process.stdout.write(`${md}\n`)
+    log(`written to ${out}`)
+    rmSync(work, { recursive: true, force: true })
+    return
+  }
 
 
   log(`warming up ${targets.map((t) => t.name).join(', ')}…`)

@@ -22,7 +22,7 @@ import { join } from 'node:path'
 import { loadPolicyDir } from '../gateway/policy/load.js'
 import { evaluate } from '../gateway/policy/evaluate.js'
 import { argumentsDigest } from '../gateway/policy/digest.js'
-import { auditLogger } from '../gateway/observability/audit.js'
+import { AuditChain } from '../gateway/observability/audit-chain.js'
 import type { Principal } from '../gateway/auth/principal.js'
 import { benchPolicy } from './lib/configs.js'
 import { BODY as REQUEST } from './lib/request.js'
@@ -71,7 +71,8 @@ async function main(): Promise<void> {
   cache.set(tokenDigest(token), 1, 60_000)
   const metrics = createMetrics()
   const logger = createLogger('info', pino.destination({ dest: '/dev/null', sync: false }))
-  const auditLog = auditLogger(logger)
+  const devNull = pino.destination({ dest: '/dev/null', sync: false })
+  const chain = new AuditChain({ replica: 'bench', bindings: logger.bindings(), out: (line) => devNull.write(`${line}\n`) })
   const audit = {
     requestId: randomUUID(),
     route: 'bench',
@@ -110,7 +111,7 @@ async function main(): Promise<void> {
     await cost('arguments digest for the audit (canonical JSON + SHA-256)', 20_000, () => argumentsDigest(args)),
     await cost('policy decision counter (3 labels)', 20_000, () => metrics.policyDecisions.inc({ route: 'bench', effect: 'allow', reason: 'rule-allowed' })),
     await cost('audit line (pino, redaction, async destination)', 20_000, () => logger.info({ audit }, 'mcp.request')),
-    await cost('audit line as the gateway writes it now (auditLogger: no redaction pass)', 20_000, () => auditLog.info({ reqId: audit.requestId, audit }, 'mcp.request')),
+    await cost('audit line as the gateway writes it now (chained: JSON.stringify + SHA-256, no pino)', 20_000, () => chain.append(`"reqId":${JSON.stringify(audit.requestId)},"audit":${JSON.stringify(audit)}`, 'mcp.request')),
     await cost('RS256 verify with jose compactVerify (cold token)', 300, () => compactVerify(token, publicKey)),
     await cost('RS256 verify with node:crypto (for comparison)', 300, () => createVerify('RSA-SHA256').update(`${h}.${p}`).verify(pem, Buffer.from(s, 'base64url'))),
     await cost("RS256 verify with the gateway's verifier (verifyCompactJws, cached KeyObject)", 300, () => verifyCompactJws(token, 'RS256', gatewayKey)),

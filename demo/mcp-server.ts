@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
+import { InMemoryEventStore } from '@modelcontextprotocol/sdk/examples/shared/inMemoryEventStore.js';
 import { z } from 'zod';
 
 export interface RecordedRequest {
@@ -30,6 +31,8 @@ export interface McpUpstreamOptions {
   /** Answer POSTs with application/json instead of an SSE stream. */
   enableJsonResponse?: boolean;
   name?: string;
+  /** Keep every SSE event (SDK in-memory event store), so a GET with Last-Event-ID replays what a closed stream missed. */
+  resumable?: boolean;
 }
 
 export interface McpUpstream {
@@ -44,7 +47,7 @@ export interface McpUpstream {
   close(): Promise<void>;
 }
 
-export const UPSTREAM_TOOLS = ['search', 'add', 'transfer_funds', 'delete_repo', 'whoami', 'count_slowly'] as const;
+export const UPSTREAM_TOOLS = ['search', 'add', 'transfer_funds', 'delete_repo', 'whoami', 'count_slowly', 'confirm'] as const;
 
 const text = (value: string) => ({ content: [{ type: 'text' as const, text: value }] });
 
@@ -117,6 +120,18 @@ export function buildServer(name: string): McpServer {
         }
       }
       return text(`counted to ${n}`);
+    },
+  );
+
+  server.registerTool(
+    'confirm',
+    { description: 'Ask the user (elicitation) before answering', inputSchema: { question: z.string() } },
+    async ({ question }) => {
+      const answer = await server.server.elicitInput({
+        message: question,
+        requestedSchema: { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'] },
+      });
+      return text(`user said ${answer.action}${answer.content ? ` ${JSON.stringify(answer.content)}` : ''}`);
     },
   );
 
@@ -228,6 +243,7 @@ export async function startMcpServer(opts: McpUpstreamOptions = {}): Promise<Mcp
     const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
       enableJsonResponse: opts.enableJsonResponse,
+      ...(opts.resumable ? { eventStore: new InMemoryEventStore() } : {}),
       onsessioninitialized: (id) => {
         sessions.set(id, { transport, server });
       },

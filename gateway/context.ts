@@ -9,6 +9,7 @@ import type { ParsedBody } from './mcp/jsonrpc.js'
 import type { CompiledApproval } from './policy/compile.js'
 import type { HttpFacts } from './proxy/path.js'
 import type { TraceSpan } from './observability/tracing.js'
+import type { IncomingHttpHeaders } from 'node:http'
 
 export interface McpContext {
   body: ParsedBody
@@ -61,6 +62,12 @@ export interface RequestContext {
   transformResponse: ((message: unknown) => unknown) | undefined
   /** The request's server span; undefined whenever tracing is off (observability/request-span.ts). */
   span: TraceSpan | undefined
+  /**
+   * Session state learned from the upstream's answer (session/plugin.ts): awaited for each
+   * message of an SSE answer, and of a JSON answer when `json`, before the client can see it;
+   * false withholds the message.
+   */
+  watchResponse: { json: boolean; message: (message: unknown, headers: IncomingHttpHeaders) => boolean | Promise<boolean> } | undefined
 }
 
 export interface AuditedDecision {
@@ -95,4 +102,5 @@ export const newContext = (route: RuntimeRoute | undefined): RequestContext => (
   rateLimit: undefined,
   transformResponse: undefined,
   span: undefined,
+  watchResponse: undefined,
 })

@@ -5,8 +5,9 @@
  * carry detail; every body carries the request id that the log and audit line carry.
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
-import { bearerChallenge } from './auth/challenge.js'
+import { bearerChallenge, dpopChallenge } from './auth/challenge.js'
 import { GatewayError, isGatewayError } from './errors.js'
+import { lingerOnClose } from './lib/linger.js'
 
 /** Fastify's own error codes, mapped onto the catalogue. */
 const FASTIFY_CODES: Record<string, GatewayError['code']> = {
@@ -41,19 +42,34 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, err: unk
 
   reply.code(e.statusCode)
   reply.header('x-request-id', requestId)
+  if (!request.raw.complete && (e.code === 'GW_HTTP_BODY_TOO_LARGE' || String(reply.getHeader('connection')).toLowerCase() === 'close')) {
+    // Refused before the body was read: say the connection ends, and end it so the answer arrives (lib/linger.ts).
+    reply.header('connection', 'close')
+    lingerOnClose(request.raw)
+  }
   reply.header('cache-control', 'no-store')
   if (e.retryAfter !== undefined) reply.header('retry-after', String(e.retryAfter))
 
   if (spec.protocol === 'oauth') {
     const oauthError =
       e.code === 'GW_AUTH_INVALID_TOKEN' ? 'invalid_token' : e.code === 'GW_AUTH_INVALID_REQUEST' ? 'invalid_request' : e.code === 'GW_AUTH_INSUFFICIENT_SCOPE' ? 'insufficient_scope' : undefined
+    const dpopError = e.code === 'GW_AUTH_INVALID_DPOP_PROOF' ? 'invalid_dpop_proof' : e.code === 'GW_AUTH_USE_DPOP_NONCE' ? 'use_dpop_nonce' : oauthError
     if (route && e.code !== 'GW_AUTH_UNAVAILABLE') {
-      // MCP 2025-11-25: the 401 names the scopes needed to use the route; 403 the ones missing.
-      const scope = e.scope ?? (route.scopesSupported.length > 0 ? route.scopesSupported.join(' ') : undefined)
-      reply.header('www-authenticate', bearerChallenge({ resourceMetadata: route.metadataUrl || undefined, error: oauthError, description: e.description, scope }))
+      // MCP 2025-11-25: the 401 names the scopes a first token needs (least privilege: not all of
+      // scopesSupported, or no client would ever step up); the 403 the ones the refused call needs.
+      const scope = e.scope ?? (route.challengeScopes.length > 0 ? route.challengeScopes.join(' ') : undefined)
+      const resourceMetadata = route.metadataUrl || undefined
+      // RFC 9449 §7.1/§7.2: one challenge per accepted scheme; the error goes into the scheme the client used.
+      const challenges: string[] = []
+      const dpop = route.kind === 'egress' ? undefined : route.dpop
+      if (!dpop || dpop.bearer) challenges.push(bearerChallenge({ resourceMetadata, error: e.scheme === 'DPoP' ? undefined : oauthError, description: e.description, scope }))
+      if (dpop) challenges.push(dpopChallenge({ resourceMetadata, algs: dpop.algorithms, error: e.scheme === 'DPoP' || !dpop.bearer ? dpopError : undefined, description: e.description, scope }))
+      reply.header('www-authenticate', challenges.length === 1 ? challenges[0]! : challenges)
     }
-    const body: Record<string, unknown> = { error: oauthError ?? (e.statusCode === 503 ? 'temporarily_unavailable' : 'unauthorized'), request_id: requestId }
-    if (e.description ?? (e.expose && oauthError)) body.error_description = e.description ?? spec.message
+    // RFC 9449 §8/§9: exactly one DPoP-Nonce; cache-control no-store is already set (§8.2).
+    if (e.dpopNonce) reply.header('dpop-nonce', e.dpopNonce)
+    const body: Record<string, unknown> = { error: dpopError ?? (e.statusCode === 503 ? 'temporarily_unavailable' : 'unauthorized'), request_id: requestId }
+    if (e.description ?? (e.expose && dpopError)) body.error_description = e.description ?? spec.message
     if (e.code === 'GW_AUTH_INSUFFICIENT_SCOPE' && e.scope) body.scope = e.scope
     return reply.type('application/json').send(body)
   }

@@ -38,6 +38,7 @@ export type Reason =
   | 'approval-pending'
   | 'approval-expired'
   | 'approval-unavailable'
+  | 'audit-unavailable'
   | 'approval-unbound'
   | 'approval-refused'
   | 'approval-callback'
@@ -53,6 +54,9 @@ export type Reason =
   | 'egress-target'
   | 'egress-address'
   | 'internal'
+  | 'auth-dpop'
+  | 'auth-dpop-nonce'
+  | 'tool-pin'
 
 export type Protocol = 'oauth' | 'jsonrpc' | 'plain'
 
@@ -82,6 +86,7 @@ export const ERROR_CATALOGUE = {
   GW_HTTP_NOT_FOUND: { status: 404, reason: 'route-not-found', protocol: 'plain', message: 'Not found' },
   GW_MCP_PARSE_ERROR: { status: 400, reason: 'mcp-invalid', protocol: 'jsonrpc', rpcCode: -32700, message: 'Parse error' },
   GW_MCP_INVALID_REQUEST: { status: 400, reason: 'mcp-invalid', protocol: 'jsonrpc', rpcCode: -32600, message: 'Invalid request' },
+  GW_MCP_INVALID_PARAMS: { status: 400, reason: 'mcp-invalid', protocol: 'jsonrpc', rpcCode: -32602, message: 'Invalid params' },
   GW_MCP_SESSION_NOT_FOUND: { status: 404, reason: 'session', protocol: 'jsonrpc', rpcCode: -32001, message: 'Session not found' },
   // V26-05: UnsupportedProtocolVersionError (-32022) with data.supported/requested, which dual-era clients recognise.
   GW_MCP_UNSUPPORTED_VERSION: { status: 400, reason: 'mcp-version', protocol: 'jsonrpc', rpcCode: -32022, message: 'Unsupported protocol version' },
@@ -106,6 +111,7 @@ export const ERROR_CATALOGUE = {
   // operator can fix the AS or gateway.yaml; retrying the same call cannot help.
   GW_APPROVAL_REFUSED: { status: 200, reason: 'approval-refused', protocol: 'jsonrpc', rpcCode: -31464, message: 'The authorization server refused the approval request' },
   GW_APPROVAL_UNAVAILABLE: { status: 503, reason: 'approval-unavailable', protocol: 'jsonrpc', rpcCode: -32603, message: 'Human approval is temporarily unavailable' },
+  GW_AUDIT_UNAVAILABLE: { status: 503, reason: 'audit-unavailable', protocol: 'plain', message: 'Audit log unavailable: requests are refused until it can record them' },
   GW_APPROVAL_CALLBACK_INVALID: { status: 400, reason: 'approval-callback', protocol: 'plain', message: 'Invalid approval callback' },
   GW_APPROVAL_CALLBACK_SIGNATURE: { status: 401, reason: 'approval-callback', protocol: 'plain', message: 'Invalid approval callback signature' },
   GW_APPROVAL_CALLBACK_REPLAYED: { status: 409, reason: 'approval-callback', protocol: 'plain', message: 'Approval callback already processed' },
@@ -119,6 +125,12 @@ export const ERROR_CATALOGUE = {
   GW_EGRESS_TARGET_FORBIDDEN: { status: 403, reason: 'egress-target', protocol: 'plain', message: 'Target not allowed' },
   GW_EGRESS_ADDRESS_FORBIDDEN: { status: 403, reason: 'egress-address', protocol: 'plain', message: 'Target address not allowed' },
   GW_INTERNAL: { status: 500, reason: 'internal', protocol: 'jsonrpc', rpcCode: -32603, message: 'Internal error' },
+  // RFC 9449 §7.1: a DPoP proof defect (invalid_dpop_proof) and the server-nonce demand (use_dpop_nonce).
+  GW_AUTH_INVALID_DPOP_PROOF: { status: 401, reason: 'auth-dpop', protocol: 'oauth', message: 'The DPoP proof is invalid' },
+  GW_AUTH_USE_DPOP_NONCE: { status: 401, reason: 'auth-dpop-nonce', protocol: 'oauth', message: 'A DPoP proof with the server nonce is required' },
+  // docs/pinning.md: HTTP 200 so the client sees an error of the call, next to the approval codes.
+  GW_PINS_UNAVAILABLE: { status: 503, reason: 'tool-pin', protocol: 'jsonrpc', rpcCode: -32603, message: 'Tool pins are temporarily unavailable' },
+  GW_TOOL_NOT_APPROVED: { status: 200, reason: 'tool-pin', protocol: 'jsonrpc', rpcCode: -31470, message: 'This tool definition changed or is new and awaits an operator\'s approval' },
 } as const satisfies Record<string, ErrorSpec>
 
 export type GatewayErrorCode = keyof typeof ERROR_CATALOGUE
@@ -137,6 +149,10 @@ export interface GatewayErrorOptions {
   /** Client-safe members added to a JSON-RPC error's `data` (e.g. the supported versions). */
   data?: Record<string, unknown>
   cause?: unknown
+  /** The scheme the client used, so the error goes into that challenge (RFC 9449 §7.1). */
+  scheme?: 'Bearer' | 'DPoP'
+  /** A fresh server nonce for the DPoP-Nonce header (RFC 9449 §9). */
+  dpopNonce?: string
 }
 
 export class GatewayError extends Error {
@@ -148,6 +164,9 @@ export class GatewayError extends Error {
   readonly scope: string | undefined
   readonly retryAfter: number | undefined
   readonly data: Record<string, unknown> | undefined
+  /** Mutable: the auth stage learns the scheme of the request only after the token was judged. */
+  scheme: 'Bearer' | 'DPoP' | undefined
+  readonly dpopNonce: string | undefined
 
   constructor(code: GatewayErrorCode, options: GatewayErrorOptions = {}) {
     const spec: ErrorSpec = ERROR_CATALOGUE[code]
@@ -161,6 +180,8 @@ export class GatewayError extends Error {
     this.scope = options.scope
     this.retryAfter = options.retryAfter
     this.data = options.data
+    this.scheme = options.scheme
+    this.dpopNonce = options.dpopNonce
   }
 
   get spec(): ErrorSpec {

@@ -17,6 +17,9 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import type { Logger } from 'pino'
 import { approvalStage, createApprovalGate, registerApprovalCallbacks } from './approval/plugin.js'
 import { IntrospectionVerifier } from './auth/introspection.js'
+import { DpopVerifier } from './auth/dpop.js'
+import { PinBook } from './pinning/pins.js'
+import { pinningStage } from './pinning/plugin.js'
 import { authenticateHook } from './auth/plugin.js'
 import { TokenValidator, type OpaqueTokenVerifier } from './auth/token-validator.js'
 import { RedisStore } from './cache/redis.js'
@@ -33,7 +36,8 @@ import { checkMcpRequest, registerJsonBodyParser, registerResourceMetadata } fro
 import { modernStage } from './modern/plugin.js'
 import { UpstreamSessions } from './modern/sessions.js'
 import { buildAdminServer, type ReadinessCheck } from './observability/admin.js'
-import { auditLogger, writeAudit } from './observability/audit.js'
+import { writeAudit } from './observability/audit.js'
+import { createAuditOutput } from './observability/audit-output.js'
 import { createMetrics, type Metrics } from './observability/metrics.js'
 import { endRequestSpan, startRequestSpan, tracedStage } from './observability/request-span.js'
 import { startTracing, type Tracing, type TracingSettings } from './observability/tracing.js'
@@ -46,12 +50,15 @@ import { addressGate, limitStage } from './limits/plugin.js'
 import { RedisLimiter } from './limits/redis.js'
 import { LocalFallbackLimiter } from './limits/fallback.js'
 import type { Limiter } from './limits/window.js'
+import { parseRequestTarget } from './lib/request-target.js'
 import { restUnder } from './proxy/path.js'
 import { originCheckFor, registerRouteProxy } from './proxy/plugin.js'
 import { registerLegacyClients, servesLegacyClients } from './legacy/plugin.js'
 import { SessionRegistry } from './session/binding.js'
 import { SessionSealer } from './session/sealed-id.js'
-import { checkSessionHook, observeSessions } from './session/plugin.js'
+import { checkSessionHook, observeSessions, observeSessionState, sessionStateStage } from './session/plugin.js'
+import { NegotiatedVersions } from './session/negotiated.js'
+import { ServerRequests } from './session/server-requests.js'
 
 const GATEWAY_VERSION = '0.1.0'
 
@@ -106,8 +113,8 @@ function rateLimiter(config: RuntimeConfig, store: SharedStore, logger: Logger):
 
 export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Promise<Gateway> {
   const { logger } = deps
-  const audit = auditLogger(logger)
   const metrics = deps.metrics ?? createMetrics()
+  const audit = createAuditOutput(config.audit, { logger, metrics })
   // Off by default: then undefined, the SDK is never imported and no hook below is installed.
   const tracing = await startTracing(deps.tracing ?? config.observability.tracing, logger, GATEWAY_VERSION)
   // Only stages that can wait get wrapped; with tracing off this is the identity.
@@ -127,12 +134,13 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
   // API routes match by prefix, the longest first; an exact MCP path wins over them.
   const apiRoutes = config.routes.filter((r) => r.kind === 'api').sort((a, b) => b.path.length - a.path.length)
   const routeFor = (path: string) => routesByPath.get(path) ?? apiRoutes.find((r) => restUnder(path, r.path) !== undefined)
+  const badTargets = new WeakMap<object, string>()
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => randomUUID(),
     requestIdHeader: false,
-    trustProxy: config.server.trustProxy,
+    trustProxy: trustProxyOption(config.server.trustProxy),
     bodyLimit: Math.max(...config.routes.map((r) => r.bodyLimit)),
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
@@ -140,6 +148,19 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     forceCloseConnections: 'idle',
     http: { maxHeaderSize: config.server.maxHeaderSize },
     routerOptions: { caseSensitive: true, ignoreTrailingSlash: false, ignoreDuplicateSlashes: false },
+    // Runs before routing: an absolute-form target is routed by its path, and its authority
+    // becomes the Host the host check below sees (RFC 9112 §3.2.2 says to ignore the header then).
+    rewriteUrl: (req) => {
+      const url = req.url ?? '/'
+      if (url.startsWith('/') && !url.includes('#')) return url
+      const t = parseRequestTarget(url)
+      if ('invalid' in t) {
+        badTargets.set(req, t.invalid)
+        return '/'
+      }
+      if (t.authority !== undefined) req.headers.host = t.authority
+      return t.path
+    },
   })
 
   // Node answers 431 itself, before Fastify sees the request; count it here.
@@ -148,11 +169,18 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
   })
   app.decorateRequest('gw', null as never)
   app.addHook('onRequest', async (request) => {
+    const bad = badTargets.get(request.raw)
+    if (bad !== undefined) {
+      request.gw = newContext(undefined)
+      throw new GatewayError('GW_HTTP_PATH_INVALID', { detail: bad })
+    }
     const q = request.url.indexOf('?')
     request.gw = newContext(routeFor(q === -1 ? request.url : request.url.slice(0, q)))
     // DNS-rebinding defence (SHTTP-02): only the configured public host names are served.
     const host = request.headers.host?.toLowerCase()
     if (!host || !config.server.allowedHosts.has(host)) throw new GatewayError('GW_HTTP_MISDIRECTED', { detail: 'host not allowed' })
+    // An audit sink with a full buffer and onFull: block: no request is served that cannot be recorded.
+    if (audit.blocking()) throw new GatewayError('GW_AUDIT_UNAVAILABLE', { detail: 'audit buffer full', retryAfter: 5 })
   })
   if (tracing) app.addHook('onRequest', startRequestSpan(tracing))
   app.setErrorHandler((err, request, reply) => sendError(request, reply, err))
@@ -168,13 +196,14 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     if (code === 'GW_MCP_JSON_LIMIT') metrics.limitsExceeded.inc({ limit: request.gw.error!.detail ?? 'json' })
     else if (code === 'GW_HTTP_BODY_TOO_LARGE') metrics.limitsExceeded.inc({ limit: 'body' })
     else if (code === 'GW_HTTP_TOO_MANY_STREAMS') metrics.limitsExceeded.inc({ limit: 'streams' })
-    if (request.raw.method !== 'OPTIONS') writeAudit(audit, request, reply, 'mcp.request')
+    if (request.raw.method !== 'OPTIONS') writeAudit(logger, audit.chain, request, reply, 'mcp.request')
     if (tracing) endRequestSpan(tracing, request, reply)
   })
 
   registerJsonBodyParser(app)
   registerResourceMetadata(app, config)
-  const authenticate = traced('mcp-warden.authenticate', authenticateHook(validator, metrics))
+  const dpopAccepted = [...config.issuers.values()].some((i) => i.dpop)
+  const authenticate = traced('mcp-warden.authenticate', authenticateHook(validator, metrics, dpopAccepted ? { verifier: new DpopVerifier(store, deps.now), config } : undefined))
   const gate = config.server.authFailures && addressGate(new AddressFailures(config.server.authFailures.limit, config.server.authFailures.perMs), metrics)
   const policies = createPolicyEngine(config, logger, metrics)
   // Human approval (docs/approvals.md): only where some issuer has an approval channel.
@@ -183,11 +212,15 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
   const decide = policies ? [policyStage(policies, metrics, { rawArguments: config.policies!.rawArguments, approvals: approvals !== undefined, ...(deps.now ? { now: deps.now } : {}) })] : []
   // Rate limits live in policy documents; shared through Redis when configured, else per replica.
   if (policies) decide.push(traced('mcp-warden.rate_limit', limitStage(policies, rateLimiter(config, store, logger), metrics, { onRedisDown: config.policies!.limitsOnRedisDown, logger })))
+  const pins = new PinBook(store)
   // Sealed session ids (session/sealed-id.ts): every replica can decide every session without Redis.
   const signingKey = config.sessions.signingKey && Buffer.from(config.sessions.signingKey.reveal(), 'utf8')
   const sessions = new SessionRegistry(store, config.sessions.ttlMs, { sealer: signingKey && new SessionSealer(signingKey) })
   const checkSession = checkSessionHook(sessions)
   const sessionObserver = observeSessions(sessions)
+  const negotiated = new NegotiatedVersions(store, config.sessions.ttlMs)
+  const sessionState = sessionStateStage(negotiated, new ServerRequests(store))
+  const sessionStateObserver = observeSessionState(negotiated)
   const upstreamSessions = new UpstreamSessions(store, config.sessions.ttlMs)
   const broker = new CredentialBroker({
     issuers: config.issuers,
@@ -214,9 +247,10 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     // 2026-07-28 requests are answered last, through the gateway's upstream session (gateway/modern/).
     const modern = mcp ? [modernStage({ route, target, sessions: upstreamSessions, metrics })] : []
     // A held call is asked for after rate limits, so an agent cannot flood a user's phone.
-    const preHandler = [...(mcp ? [checkMcpRequest, checkSession, ...decide, ...(approvals ? [traced('mcp-warden.approval', approvalStage(approvals, route))] : [])] : []), ...(deps.stages?.(route) ?? []), ...credentialStage(broker, route).map((s) => traced('mcp-warden.credential', s)), ...modern.map((s) => traced('mcp-warden.upstream_session', s))]
+    const preHandler = [...(mcp ? [checkMcpRequest, checkSession, sessionState, ...decide, ...(route.pinning ? [pinningStage(pins, route, metrics)] : []), ...(approvals ? [traced('mcp-warden.approval', approvalStage(approvals, route))] : [])] : []), ...(deps.stages?.(route) ?? []), ...credentialStage(broker, route).map((s) => traced('mcp-warden.credential', s)), ...modern.map((s) => traced('mcp-warden.upstream_session', s))]
     const onRequest = gate ? [gate.gate, authenticate, gate.pass] : [authenticate]
-    await registerRouteProxy(app, route, { onRequest, preHandler, onUpstreamResponse: mcp ? [sessionObserver] : [] }, metrics, target)
+    // sessionStateObserver first: it reads the upstream's session id before sessionObserver seals it.
+    await registerRouteProxy(app, route, { onRequest, preHandler, onUpstreamResponse: mcp ? [sessionStateObserver, sessionObserver] : [] }, metrics, target)
     // 2024-11-05 HTTP+SSE clients: each of their messages is replayed through the route above.
     if (servesLegacyClients(route)) await registerLegacyClients(app, route, { onRequest: [originCheckFor(route), ...onRequest], sessions, metrics, logger })
   }
@@ -282,8 +316,21 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
       // No child process outlives the gateway.
       await Promise.allSettled([...bridges.values()].map((b) => b.close()))
       await store.close()
+      // Last: the requests drained above are in the chain before its final checkpoint.
+      await audit.close(config.server.shutdownGraceMs)
       // Flushes the spans still batched.
       await tracing?.shutdown()
     },
   }
+}
+
+/**
+ * Fastify's trustProxy for `server.trustProxy`. A hop count becomes a function: this Fastify
+ * reads a bare number as "trust nothing", while the operator means "the n-th address from the
+ * right of X-Forwarded-For (index 0 is the peer) is the client" — what each proxy appended, never
+ * what the client wrote to the left of it.
+ */
+export function trustProxyOption(t: false | number | readonly string[]): false | string[] | ((address: string, hop: number) => boolean) {
+  if (typeof t === 'number') return (_address, hop) => hop < t
+  return t === false ? false : [...t]
 }

@@ -38,7 +38,7 @@ export function approvalMetrics(registry: Registry) {
     }),
     calls: new Counter({
       name: 'mcp_warden_approval_calls_total',
-      help: 'Held calls by result: approved (ran), window (ran under a window approval), denied, expired, unbound, pending (wait elapsed), refused (by the AS), unavailable.',
+      help: 'Held calls by route and result: approved (ran), window (ran under a window approval), denied, expired, unbound, pending (wait elapsed), refused (by the AS), unavailable.',
       labelNames: ['route', 'result'] as const,
       registers: [registry],
     }),

@@ -1,6 +1,6 @@
 import { GatewayError } from '../errors.js'
 
-export type Credential = { kind: 'none' } | { kind: 'bearer'; token: string }
+export type Credential = { kind: 'none' } | { kind: 'bearer' | 'dpop'; token: string }
 
 // RFC 6750 §2.1 b64token
 const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/
@@ -24,7 +24,9 @@ export function extractCredential(rawHeaders: readonly string[], maxLength: numb
   const sp = trimmed.indexOf(' ')
   const scheme = sp === -1 ? trimmed : trimmed.slice(0, sp)
   // RFC 6750 §3.1: another scheme is treated as no credentials (401 without error).
-  if (scheme.toLowerCase() !== 'bearer') return { kind: 'none' }
+  // RFC 9449 §7.1: the DPoP scheme carries the same token68 syntax.
+  const kind = scheme.toLowerCase() === 'bearer' ? 'bearer' : scheme.toLowerCase() === 'dpop' ? 'dpop' : undefined
+  if (!kind) return { kind: 'none' }
   const token = sp === -1 ? '' : trimmed.slice(sp + 1).trim()
   if (token.length > maxLength) {
     throw new GatewayError('GW_AUTH_INVALID_TOKEN', { reason: 'auth-too-large', detail: `token of ${token.length} bytes exceeds ${maxLength}` })
@@ -32,5 +34,12 @@ export function extractCredential(rawHeaders: readonly string[], maxLength: numb
   if (token === '' || !B64TOKEN.test(token)) {
     throw new GatewayError('GW_AUTH_INVALID_REQUEST', { detail: 'malformed bearer token', description: 'Malformed bearer token' })
   }
-  return { kind: 'bearer', token }
+  return { kind, token }
+}
+
+/** Every `DPoP` header value, from the raw list (Node would fold duplicates, hiding a second proof). */
+export function dpopProofs(rawHeaders: readonly string[]): string[] {
+  const out: string[] = []
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.length === 4 && rawHeaders[i]!.toLowerCase() === 'dpop') out.push((rawHeaders[i + 1] ?? '').trim())
+  return out
 }

@@ -18,7 +18,7 @@ import { GatewayError, isGatewayError, type Reason } from '../errors.js'
 import { OAuthClient, OAuthRequestError } from '../oauth/client.js'
 import type { Metrics } from '../observability/metrics.js'
 import type { IssuerMetadata } from './jwks.js'
-import { audienceList, checkAudience } from './jwt.js'
+import { audienceList, checkAudience, isJktBinding } from './jwt.js'
 import { principalFromClaims, type Principal } from './principal.js'
 import { tokenDigest, type OpaqueTokenVerifier } from './token-validator.js'
 
@@ -57,11 +57,17 @@ export function judgeIntrospection(body: Record<string, unknown>, issuer: Runtim
   if (body.scope !== undefined && typeof body.scope !== 'string') return refuse('auth-invalid', 'scope is not a string')
   if (body.act !== undefined && !isObject(body.act)) return refuse('auth-invalid', 'act is not an object')
   if (body.authorization_details !== undefined && !Array.isArray(body.authorization_details)) return refuse('auth-invalid', 'authorization_details is not an array')
-  if (body.cnf !== undefined || (typeof body.token_type === 'string' && body.token_type.toLowerCase() === 'dpop')) {
+  const dpopType = typeof body.token_type === 'string' && body.token_type.toLowerCase() === 'dpop'
+  // INT-09 (RFC 9449 §6.2): where the issuer accepts DPoP, a jkt binding is enforced by the auth
+  // stage with a proof; a token_type of DPoP without one is refused (nothing to check it against).
+  if (issuer.dpop) {
+    if (body.cnf !== undefined && !isJktBinding(body.cnf)) return refuse('auth-type', 'unsupported sender constraint')
+    if (dpopType && body.cnf === undefined) return refuse('auth-type', 'DPoP token without cnf.jkt')
+  } else if (body.cnf !== undefined || dpopType) {
     return refuse('auth-type', 'sender-constrained token presented as bearer')
   }
   // A refresh token is "active" too; only access tokens may be used here.
-  if (body.token_type !== undefined && (typeof body.token_type !== 'string' || body.token_type.toLowerCase() !== 'bearer')) return refuse('auth-type', 'not a bearer access token')
+  if (body.token_type !== undefined && (typeof body.token_type !== 'string' || !['bearer', 'dpop'].includes(body.token_type.toLowerCase()))) return refuse('auth-type', 'not a bearer access token')
   return { active: true, claims: body }
 }
 

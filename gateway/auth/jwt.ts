@@ -68,6 +68,14 @@ export function checkAudience(aud: readonly string[], issuer: RuntimeIssuer, res
   if (!aud.some((a) => accepted.some((r) => audienceMatches(a, r)))) throw invalid('auth-audience', 'aud does not name this resource')
 }
 
+/** `cnf` that binds to a DPoP key and to nothing else (RFC 9449 §6). */
+export function isJktBinding(cnf: unknown): cnf is { jkt: string } {
+  if (!cnf || typeof cnf !== 'object' || Array.isArray(cnf)) return false
+  const keys = Object.keys(cnf)
+  const jkt = (cnf as { jkt?: unknown }).jkt
+  return keys.length === 1 && typeof jkt === 'string' && /^[A-Za-z0-9_-]{43}$/.test(jkt)
+}
+
 function typIsAccessToken(typ: unknown): boolean {
   if (typeof typ !== 'string') return false
   const t = typ.toLowerCase()
@@ -145,6 +153,7 @@ function checkClaims(c: Record<string, unknown>, ctx: VerifyContext): void {
     throw invalid('auth-invalid', 'authorization_details is malformed')
   }
   // A sender-constrained token (DPoP jkt, mTLS x5t#S256) presented as a plain bearer is a
-  // downgrade (RFC 9449 §7.1); without proof-of-possession support it is refused.
-  if (c.cnf !== undefined) throw invalid('auth-invalid', 'sender-constrained token presented as bearer')
+  // downgrade (RFC 9449 §7.1). Where the issuer accepts DPoP, a jkt binding is kept for the
+  // auth stage to enforce with a proof (auth/dpop.ts); every other binding is refused.
+  if (c.cnf !== undefined && !(issuer.dpop && isJktBinding(c.cnf))) throw invalid('auth-invalid', 'sender-constrained token presented as bearer')
 }

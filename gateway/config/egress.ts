@@ -77,6 +77,7 @@ export function normalizeEgress(input: EgressInput, ctx: EgressContext): Runtime
       issuers: input.issuers,
       scopesSupported: [],
       requiredScopes: [],
+      challengeScopes: [],
       allowedOrigins: new Set(),
       bodyLimit: 0,
       // Egress responses are bounded by the caller token's expiry like any stream; no per-caller cap.

@@ -4,10 +4,12 @@
  * URLs, secrets resolved) → deep freeze. Nothing downstream ever sees raw YAML.
  */
 import { readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
 import { dirname, resolve } from 'node:path'
 import { ConfigError, type ConfigProblem } from '../errors.js'
 import { GatewayConfigSchema, type GatewayConfigInput, type IssuerInput, type RouteInput, type SecretSourceInput } from './schema.js'
 import { normalizeCredentials, type RuntimeCredentials } from './credentials.js'
+import { normalizeAudit, type RuntimeAudit } from './audit.js'
 import { normalizeEgress, type RuntimeEgress } from './egress.js'
 import { normalizeRedisConnection, type RuntimeRedis } from './redis.js'
 import { resolveSecret, Secret } from './secrets.js'
@@ -36,7 +38,20 @@ export interface RuntimeIssuer {
   readonly introspection: RuntimeIntrospection
   readonly jwks: { readonly cooldownMs: number; readonly maxAgeMs: number; readonly maxStaleMs: number; readonly timeoutMs: number }
   readonly approval: RuntimeApproval | undefined
+  /** RFC 9449 sender-constrained tokens (docs/dpop.md); undefined = a token with cnf is refused. */
+  readonly dpop?: RuntimeDpop | undefined
 }
+
+export interface RuntimeDpop {
+  readonly required: boolean
+  readonly algorithms: readonly string[]
+  readonly maxAgeSec: number
+  readonly nonce: boolean
+  readonly nonceRotationMs: number
+}
+
+/** DPOP-03: proofs older than this are never accepted, whatever the config says. */
+export const MAX_DPOP_AGE_SEC = 300
 
 export interface RuntimeApproval {
   readonly channel: 'ciba' | 'webhook'
@@ -94,6 +109,8 @@ export interface RuntimeRoute {
   readonly issuers: readonly string[]
   readonly scopesSupported: readonly string[]
   readonly requiredScopes: readonly string[]
+  /** The `scope` of 401 challenges: what a first token needs; step-up asks for the rest. */
+  readonly challengeScopes: readonly string[]
   readonly allowedOrigins: ReadonlySet<string>
   readonly bodyLimit: number
   readonly streams: { readonly maxDurationMs: number; readonly maxPerCaller: number }
@@ -105,6 +122,13 @@ export interface RuntimeRoute {
   readonly legacyClients?: boolean
   /** MCP routes: how 2026-07-28 clients are served (gateway/modern/); undefined = caller. */
   readonly modernClients?: 'caller' | 'request' | 'native' | 'refuse'
+  /**
+   * What the route's challenges offer (docs/dpop.md): set when some issuer accepts DPoP.
+   * `bearer` false when only DPoP-bound tokens are accepted (then no Bearer challenge is sent).
+   */
+  readonly dpop?: { readonly algorithms: readonly string[]; readonly bearer: boolean; readonly required: boolean } | undefined
+  /** Tool-definition pinning (gateway/pinning/); undefined = off. */
+  readonly pinning?: 'observe' | 'enforce' | undefined
 }
 
 /**
@@ -166,7 +190,8 @@ export interface RuntimeConfig {
     readonly publicUrl: string
     readonly listen: { readonly host: string; readonly port: number }
     readonly allowedHosts: ReadonlySet<string>
-    readonly trustProxy: boolean
+    /** false, a hop count or the proxies' addresses/CIDRs (Fastify's trustProxy); never `true`. */
+    readonly trustProxy: false | number | readonly string[]
     readonly shutdownGraceMs: number
     readonly maxHeaderSize: number
     /** Failed-authentication budget per client address (docs/limits.md); undefined = off. */
@@ -180,6 +205,8 @@ export interface RuntimeConfig {
   readonly cache: { readonly redis: RuntimeRedis | undefined }
   readonly logging: { readonly level: string }
   readonly observability: { readonly tracing: RuntimeTracing }
+  /** Audit chain, checkpoints and sinks (docs/audit.md). */
+  readonly audit: RuntimeAudit
   readonly sessions: { readonly ttlMs: number; readonly signingKey: Secret | undefined }
   /** Policy engine settings; undefined = no policy stage (every authenticated call forwarded). */
   readonly policies: RuntimePolicies | undefined
@@ -259,8 +286,13 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
       problems.push(problemAt(src, at('scopesSupported'), 'offline_access should not be advertised (MCP scope minimisation)', 'warning'))
     }
     const credentials = normalizeCredentials(r.credentials, { src, at: at('credentials'), routeIssuers: r.issuers, issuers: input.issuers, baseDir, env, problems })
-    const route = { ...normalizeRoute(src, r, i, origin, baseDir, env, problems, warnings), credentials, allowAddresses: [] }
-    if (seenMetadata.has(route.metadataPath) && !dupPath) problems.push(problemAt(src, at('resource'), 'two routes share one resource identifier'))
+    const route = { ...normalizeRoute(src, r, i, origin, baseDir, env, problems, warnings), credentials, allowAddresses: [], dpop: routeDpop(src, r, issuers, at, problems) }
+    const sharer = routes.findIndex((o) => o.resource === route.resource)
+    if (sharer !== -1 && !dupPath && !(r.sharedResource && input.routes[sharer]!.sharedResource)) {
+      problems.push(problemAt(src, at('resource'), `two routes share one resource identifier (routes[${sharer}]); set sharedResource: true on both if one token is to be valid on both`))
+    } else if (seenMetadata.has(route.metadataPath) && !dupPath) {
+      problems.push(problemAt(src, at('resource'), `this route's metadata path ${route.metadataPath} is already served for routes[${seenMetadata.get(route.metadataPath)}]`))
+    }
     seenMetadata.set(route.metadataPath, i)
     routes.push(route)
   })
@@ -274,7 +306,9 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
   if (input.cache.redis) {
     const r = input.cache.redis
     const connection = normalizeRedisConnection(r, { src, baseDir, env, problems, warnings })
-    if (connection) redis = { connection, keyPrefix: r.keyPrefix, commandTimeoutMs: parseDuration(r.commandTimeout), encryptionKey: encryptionKey(src, r.encryptionKey, baseDir, env, problems) }
+    // Checked even when the connection is not: one run reports both.
+    const key = encryptionKey(src, r.encryptionKey, baseDir, env, problems)
+    if (connection) redis = { connection, keyPrefix: r.keyPrefix, commandTimeoutMs: parseDuration(r.commandTimeout), encryptionKey: key }
     if (redis && !redis.encryptionKey && routes.some((rt) => rt.credentials?.strategies.some((st) => st.kind === 'token-exchange' || st.kind === 'identity-chaining' || st.kind === 'client-credentials'))) {
       problems.push(problemAt(src, ['cache', 'redis'], 'no encryptionKey: tokens issued for upstreams are cached per replica only, not in Redis', 'warning'))
     }
@@ -304,7 +338,7 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
       publicUrl: origin,
       listen: { host: input.server.listen.host, port: input.server.listen.port },
       allowedHosts,
-      trustProxy: input.server.trustProxy,
+      trustProxy: trustProxyOf(input.server.trustProxy, src, problems),
       shutdownGraceMs: parseDuration(input.server.shutdownGrace),
       maxHeaderSize: parseSize(input.server.maxHeaderSize),
       authFailures: input.server.authFailures && { limit: input.server.authFailures.limit, perMs: parseDuration(input.server.authFailures.per) },
@@ -326,6 +360,7 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
         principal: input.observability.tracing.principal,
       },
     },
+    audit: normalizeAudit(input.audit, { src, baseDir, env, problems, warnings }),
     sessions: { ttlMs: parseDuration(input.sessions.ttl), signingKey: sessionSigningKey(src, input.sessions.signingKey, baseDir, env, problems, warnings) },
     policies,
     warnings,
@@ -390,6 +425,7 @@ function normalizeIssuer(src: YamlSource, name: string, iss: IssuerInput, baseDi
     validation: iss.validation,
     introspection,
     approval: normalizeApproval(src, name, iss, baseDir, env, problems, warnings),
+    dpop: normalizeDpop(src, iss, at, problems),
     jwks: {
       cooldownMs: parseDuration(iss.jwks.cooldown),
       maxAgeMs: parseDuration(iss.jwks.maxAge),
@@ -413,7 +449,7 @@ function normalizeApproval(src: YamlSource, name: string, iss: IssuerInput, base
     if (!r.ok) problems.push(problemAt(src, at('webhook', 'secret'), r.message))
     else {
       if (r.inline) warnings.push(`issuers.${name}.approval.webhook.secret is written inline; use fromEnv or fromFile outside development`)
-      if (r.secret.reveal().length < 32) problems.push(problemAt(src, at('webhook', 'secret'), 'the webhook secret must be at least 32 characters'))
+      if (!r.secret.placeholder && r.secret.reveal().length < 32) problems.push(problemAt(src, at('webhook', 'secret'), 'the webhook secret must be at least 32 characters'))
       webhook = { url: a.webhook.url, secret: r.secret, maxSkewMs: parseDuration(a.webhook.maxSkew) }
     }
   }
@@ -487,6 +523,7 @@ function encryptionKey(src: YamlSource, source: SecretSourceInput | undefined, b
     problems.push(problemAt(src, at, r.message))
     return undefined
   }
+  if (r.secret.placeholder) return r.secret
   const text = r.secret.reveal()
   const key = /^[0-9a-fA-F]{64}$/.test(text) ? Buffer.from(text, 'hex') : Buffer.from(text, 'base64')
   if (key.length !== 32) {
@@ -560,12 +597,21 @@ function normalizeUpstream(src: YamlSource, r: RouteInput, i: number, baseDir: s
 function normalizeRoute(src: YamlSource, r: RouteInput, i: number, origin: string, baseDir: string, env: NodeJS.ProcessEnv, problems: ConfigProblem[], warnings: string[]): Omit<RuntimeRoute, 'credentials' | 'allowAddresses'> {
   const resource = r.resource ?? `${origin}${r.path}`
   let metadataPath = `${PRM_WELL_KNOWN}${r.path}`
+  if (r.sharedResource && r.resource === undefined) problems.push(problemAt(src, ['routes', i, 'sharedResource'], 'sharedResource needs an explicit resource: (the default, publicUrl + path, is never shared)'))
   try {
     const u = new URL(resource)
     if (u.hash || resource.includes('#')) problems.push(problemAt(src, ['routes', i, 'resource'], 'a resource identifier has no fragment (RFC 8707)'))
     if (u.origin !== origin) problems.push(problemAt(src, ['routes', i, 'resource'], `the resource must be on the public origin ${origin}, where its metadata is served`))
     if (u.search) problems.push(problemAt(src, ['routes', i, 'resource'], 'a resource identifier should have no query'))
-    metadataPath = `${PRM_WELL_KNOWN}${u.pathname === '/' ? '' : u.pathname}`
+    // A shared resource has one well-known path but several routes, each with its own issuers and
+    // scopes: each serves its document at the path-inserted URL of its own path, which is where
+    // MCP clients look first (and what its challenges name).
+    if (!r.sharedResource) metadataPath = `${PRM_WELL_KNOWN}${u.pathname === '/' ? '' : u.pathname}`
+    // Clients accept metadata whose resource is the server URL or a path prefix of it (the MCP
+    // SDK's checkResourceAllowed, RFC 9728 §3.3); any other shared identifier fails discovery.
+    else if (u.origin === origin && !pathPrefix(u.pathname, r.path)) {
+      problems.push(problemAt(src, ['routes', i, 'resource'], `a shared resource should be a path prefix of the route path ${r.path}: MCP clients refuse metadata whose resource is not`, 'warning'))
+    }
   } catch {
     problems.push(problemAt(src, ['routes', i, 'resource'], 'resource must be an absolute URL'))
   }
@@ -581,12 +627,29 @@ function normalizeRoute(src: YamlSource, r: RouteInput, i: number, origin: strin
     issuers: r.issuers,
     scopesSupported: r.scopesSupported,
     requiredScopes: r.requiredScopes,
+    challengeScopes: challengeScopesOf(src, r, i, problems),
     allowedOrigins: new Set(r.allowedOrigins),
     bodyLimit: parseSize(r.bodyLimit),
     streams: { maxDurationMs: parseDuration(r.streams.maxDuration), maxPerCaller: r.streams.maxPerCaller },
     legacyClients: legacyClientsOf(src, r, i, problems),
     modernClients: r.modernClients,
+    pinning: r.pinning === 'observe' || r.pinning === 'enforce' ? r.pinning : undefined,
   }
+}
+
+const pathPrefix = (prefix: string, path: string): boolean => prefix === '/' || path === prefix || path.startsWith(prefix.endsWith('/') ? prefix : `${prefix}/`)
+
+function challengeScopesOf(src: YamlSource, r: RouteInput, i: number, problems: ConfigProblem[]): readonly string[] {
+  if (r.challengeScopes === undefined) return r.scopesSupported
+  const at = ['routes', i, 'challengeScopes']
+  r.challengeScopes.forEach((s, j) => {
+    if (s === 'offline_access') problems.push(problemAt(src, [...at, j], 'offline_access is never requested in a challenge (SCP-06)'))
+    else if (!r.scopesSupported.includes(s)) problems.push(problemAt(src, [...at, j], `scope "${s}" is not in scopesSupported; clients would ask for a scope the metadata does not publish`))
+  })
+  // A first token without them is refused by the route itself: the client could never get in.
+  const missing = r.requiredScopes.filter((s) => !r.challengeScopes!.includes(s))
+  if (missing.length > 0) problems.push(problemAt(src, at, `challengeScopes must include the requiredScopes (missing ${missing.join(' ')})`))
+  return r.challengeScopes
 }
 
 function legacyClientsOf(src: YamlSource, r: RouteInput, i: number, problems: ConfigProblem[]): boolean {
@@ -604,4 +667,44 @@ function deepFreeze<T>(o: T): T {
     }
   }
   return o
+}
+
+const PROXY_RANGES = new Set(['loopback', 'linklocal', 'uniquelocal'])
+
+/** `server.trustProxy` for Fastify, or a problem: `true` lets any client choose the address its budget is kept under. */
+function trustProxyOf(v: boolean | number | string[], src: YamlSource, problems: ConfigProblem[]): false | number | readonly string[] {
+  if (v === false) return false
+  if (v === true) {
+    problems.push(problemAt(src, ['server', 'trustProxy'], 'trustProxy: true takes whatever X-Forwarded-For a client sends as its address (a client then escapes server.authFailures by rotating it); give the number of proxies in front of the gateway (e.g. 1) or their addresses/CIDRs'))
+    return false
+  }
+  if (typeof v === 'number') return v
+  v.forEach((entry, i) => {
+    const [addr = '', prefix, more] = entry.split('/')
+    const family = isIP(addr)
+    const max = family === 4 ? 32 : 128
+    const ok = PROXY_RANGES.has(entry) || (family !== 0 && more === undefined && (prefix === undefined || (/^[0-9]{1,3}$/.test(prefix) && Number(prefix) <= max)))
+    if (!ok) problems.push(problemAt(src, ['server', 'trustProxy', i], `"${entry}" is not an IP address, a CIDR or one of loopback, linklocal, uniquelocal`))
+  })
+  return v
+}
+
+function normalizeDpop(src: YamlSource, iss: IssuerInput, at: (...p: string[]) => (string | number)[], problems: ConfigProblem[]): RuntimeDpop | undefined {
+  const d = iss.dpop
+  if (!d) return undefined
+  const maxAgeSec = Math.round(parseDuration(d.maxAge) / 1000)
+  if (maxAgeSec < 1 || maxAgeSec > MAX_DPOP_AGE_SEC) problems.push(problemAt(src, at('dpop', 'maxAge'), `maxAge must be between 1s and ${MAX_DPOP_AGE_SEC}s (RFC 9449 §11.1)`))
+  const nonceRotationMs = parseDuration(d.nonceRotation)
+  if (nonceRotationMs < 10_000) problems.push(problemAt(src, at('dpop', 'nonceRotation'), 'nonceRotation must be at least 10s'))
+  return { required: d.required, algorithms: d.algorithms, maxAgeSec, nonce: d.nonce, nonceRotationMs }
+}
+
+function routeDpop(src: YamlSource, r: RouteInput, issuers: ReadonlyMap<string, RuntimeIssuer>, at: (...p: string[]) => (string | number)[], problems: ConfigProblem[]): RuntimeRoute['dpop'] {
+  const configured = r.issuers.map((n) => issuers.get(n)).filter((i): i is RuntimeIssuer => !!i)
+  const withDpop = configured.filter((i) => i.dpop)
+  if (r.requireDpop && withDpop.length !== configured.length) problems.push(problemAt(src, at('requireDpop'), 'requireDpop needs `dpop` on every issuer of the route'))
+  if (withDpop.length === 0) return undefined
+  const algorithms = [...new Set(withDpop.flatMap((i) => i.dpop!.algorithms))]
+  const required = r.requireDpop === true
+  return { algorithms, required, bearer: !required && configured.some((i) => !i.dpop?.required) }
 }

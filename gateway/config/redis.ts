@@ -78,7 +78,7 @@ export function normalizeRedisConnection(r: RedisInput, ctx: RedisContext): Runt
       err([k], k === 'username' || k === 'password' || k === 'tls' ? `${k} is only for sentinels or cluster: with url, write it in the URL (redis://user:password@host, rediss:// for TLS)` : `${k} is only for sentinels`)
     }
     const url = secret('url', typeof r.url === 'string' ? { value: r.url } : r.url)
-    if (url && typeof r.url !== 'string' && !/^rediss?:\/\//.test(url.reveal())) err(['url'], 'the secret must hold a redis:// or rediss:// URL')
+    if (url && typeof r.url !== 'string' && !url.placeholder && !/^rediss?:\/\//.test(url.reveal())) err(['url'], 'the secret must hold a redis:// or rediss:// URL')
     return url && problems.length === before ? { mode: 'standalone', url } : undefined
   }
 

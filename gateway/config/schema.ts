@@ -27,6 +27,66 @@ export const SecretSource = Type.Union(
   { description: 'Where a secret comes from: fromEnv, fromFile or (development only) value.' },
 )
 
+const AuditBuffer = Type.Object(
+  {
+    dir: Type.String({ minLength: 1, description: 'Directory of the on-disk buffer (append-only segment files); one per sink, never shared by two replicas.' }),
+    maxSize: Type.String({ ...ByteSize, default: '64mb', description: 'Most bytes the buffer may hold. Default 64mb.' }),
+    onFull: Type.Union([Type.Literal('block'), Type.Literal('drop')], { default: 'block', description: 'block: requests get 503 until the buffer has room (no record lost). drop: new records are dropped and counted (mcp_warden_audit_lost_total). Default block.' }),
+  },
+  { ...Strict, description: 'Records the sink has not delivered yet; replayed in order when it is back, and after a restart.' },
+)
+
+const AuditSink = Type.Union(
+  [
+    Type.Object(
+      {
+        type: Type.Literal('file'),
+        path: Type.String({ minLength: 1, description: 'File audit lines are appended to; rotated files get .1, .2, … (newest first).' }),
+        rotate: Type.Optional(
+          Type.Object(
+            {
+              maxSize: Type.Optional(Type.String({ ...ByteSize, description: 'Rotate when the file would grow past this size.' })),
+              interval: Type.Optional(Type.String({ ...Duration, description: 'Rotate when the file is older than this.' })),
+              keep: Type.Integer({ minimum: 1, default: 5, description: 'Rotated files kept. Default 5.' }),
+            },
+            Strict,
+          ),
+        ),
+      },
+      Strict,
+    ),
+    Type.Object(
+      {
+        type: Type.Literal('syslog'),
+        host: Type.String({ minLength: 1, description: 'Syslog server (RFC 5424 over TCP with TLS, octet-counting framing of RFC 6587).' }),
+        port: Type.Integer({ minimum: 1, maximum: 65535, default: 6514, description: 'Default 6514.' }),
+        ca: Type.Optional(Type.Union([SecretSource], { description: 'PEM of the CA that signed the server certificate; default: the system roots.' })),
+        serverName: Type.Optional(Type.String({ description: 'Name the certificate must carry; default: host.' })),
+        appName: Type.String({ default: 'mcp-warden', maxLength: 48, description: 'APP-NAME of the syslog messages.' }),
+        facility: Type.Integer({ minimum: 0, maximum: 23, default: 13, description: 'Syslog facility number. Default 13 (log audit).' }),
+        buffer: AuditBuffer,
+      },
+      Strict,
+    ),
+    Type.Object(
+      {
+        type: Type.Literal('http'),
+        url: Type.String({ format: 'uri', pattern: '^https?://', description: 'Endpoint batches are POSTed to.' }),
+        format: Type.Union([Type.Literal('json-lines'), Type.Literal('splunk-hec'), Type.Literal('elasticsearch-bulk')], { default: 'json-lines', description: 'json-lines: the audit lines as they are; splunk-hec: HEC event envelopes; elasticsearch-bulk: _bulk create actions.' }),
+        token: Type.Optional(Type.Union([SecretSource], { description: 'Sent as Authorization: Splunk <token> (splunk-hec) or Bearer <token>.' })),
+        index: Type.Optional(Type.String({ minLength: 1, description: 'Splunk index or Elasticsearch index / data stream.' })),
+        ca: Type.Optional(Type.Union([SecretSource], { description: 'PEM of the CA of an https endpoint; default: the system roots.' })),
+        batch: Type.Integer({ minimum: 1, maximum: 10000, default: 500, description: 'Most records per request. Default 500.' }),
+        flushInterval: Type.String({ ...Duration, default: '1s', description: 'Longest a record waits for a batch. Default 1s.' }),
+        timeout: Type.String({ ...Duration, default: '10s', description: 'Timeout of one request. Default 10s.' }),
+        buffer: AuditBuffer,
+      },
+      Strict,
+    ),
+  ],
+  { description: 'An audit sink.' },
+)
+
 const HttpUrl = Type.String({ format: 'uri', pattern: '^https?://', description: 'An absolute http(s) URL.' })
 
 const Listen = Type.Object(
@@ -207,6 +267,23 @@ export const IssuerSchema = Type.Object(
       },
       { ...Strict, default: {} },
     ),
+    dpop: Type.Optional(
+      Type.Object(
+        {
+          required: Type.Boolean({ default: false, description: 'Refuse tokens of this issuer that are not DPoP-bound (no cnf.jkt). Default false: bound tokens need a proof, unbound ones stay bearer tokens.' }),
+          algorithms: Type.Array(Type.Union([Type.Literal('ES256'), Type.Literal('ES384'), Type.Literal('ES512'), Type.Literal('EdDSA'), Type.Literal('PS256'), Type.Literal('PS384'), Type.Literal('PS512'), Type.Literal('RS256')]), {
+            minItems: 1,
+            uniqueItems: true,
+            default: ['ES256', 'EdDSA', 'PS256', 'RS256'],
+            description: 'Accepted DPoP proof algorithms (RFC 9449 §11.6: asymmetric only; none and HS* cannot be listed).',
+          }),
+          maxAge: Type.String({ ...Duration, default: '60s', description: 'How old a proof (its iat) may be, plus clockSkew; its jti is remembered this long. At most 300s. Default 60s.' }),
+          nonce: Type.Boolean({ default: false, description: 'Require a server nonce in every proof (RFC 9449 §9): DPoP-Nonce header with use_dpop_nonce. Default false.' }),
+          nonceRotation: Type.String({ ...Duration, default: '5m', description: 'How often the shared nonce changes; the previous one stays valid for one more period. Default 5m.' }),
+        },
+        { ...Strict, description: 'Sender-constrained tokens (RFC 9449 DPoP): see docs/dpop.md. Without this, any token with cnf is refused.' },
+      ),
+    ),
   },
   { ...Strict, description: 'An authorization server whose access tokens the gateway accepts.' },
 )
@@ -346,16 +423,27 @@ export const RouteSchema = Type.Object(
     resource: Type.Optional(
       Type.String({ format: 'uri', description: 'The route resource identifier (RFC 8707). Default: server.publicUrl + path.' }),
     ),
+    sharedResource: Type.Optional(
+      Type.Boolean({
+        description:
+          'Let this route share its `resource` with other routes that also set sharedResource (one API registration at the AS for several routes). A token for that resource is then valid on every one of them; each route still serves its own metadata at /.well-known/oauth-protected-resource<path>.',
+      }),
+    ),
     resourceName: Type.Optional(Type.String({ description: 'Human readable name published in protected-resource metadata.' })),
     issuers: Type.Array(Type.String(), { minItems: 1, description: 'Names of issuers (under `issuers:`) whose tokens this route accepts.' }),
     scopesSupported: Type.Array(Type.String({ pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]+$' }), {
       default: [],
-      description: 'Baseline scopes published in metadata and in 401 challenges. Do not list offline_access.',
+      description: 'Scopes published in metadata (scopes_supported), and in 401 challenges unless challengeScopes is set. Do not list offline_access.',
     }),
     requiredScopes: Type.Array(Type.String({ pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]+$' }), {
       default: [],
       description: 'Scopes every token must carry to use this route at all; missing → 403 insufficient_scope.',
     }),
+    challengeScopes: Type.Optional(
+      Type.Array(Type.String({ pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]+$' }), {
+        description: 'Scopes named in 401 challenges: what a first token needs (least privilege); more is asked for by step-up (403 insufficient_scope). Default: scopesSupported. Must include requiredScopes.',
+      }),
+    ),
     allowedOrigins: Type.Array(Type.String(), {
       default: [],
       description: 'Browser origins allowed to call this route. A request with any other Origin gets 403 (DNS-rebinding defence). Requests without Origin are not affected.',
@@ -380,6 +468,12 @@ export const RouteSchema = Type.Object(
       description:
         'How clients speaking MCP 2026-07-28 (stateless, Mcp-Method/Mcp-Name headers) are served. caller (default): the gateway opens one upstream session per caller and route and bridges to the revision the upstream speaks. request: a fresh upstream session per request. native: the upstream speaks 2026-07-28 itself; requests are checked and forwarded. refuse: 400 UnsupportedProtocolVersionError listing the other versions. See docs/transports.md.',
     }),
+    pinning: Type.Optional(
+      Type.Union([Type.Literal('off'), Type.Literal('observe'), Type.Literal('enforce')], {
+        description: 'Tool-definition pinning (docs/pinning.md). observe: a changed or new tool is logged, audited and counted. enforce: it is also hidden from tools/list and its calls refused until an operator approves it (mcp-warden pins approve). Default off.',
+      }),
+    ),
+    requireDpop: Type.Optional(Type.Boolean({ description: 'Accept only DPoP-bound tokens on this route, whatever the issuer allows; every issuer of the route needs `dpop`. Default false. See docs/dpop.md.' })),
   },
   { ...Strict, description: 'One protected endpoint: a path on the gateway in front of one upstream MCP server (or plain HTTP API with kind: api).' },
 )
@@ -436,7 +530,18 @@ export const GatewayConfigSchema = Type.Object(
             description: 'Host header values accepted (DNS-rebinding defence); others get 421. Default: the host of publicUrl.',
           }),
         ),
-        trustProxy: Type.Boolean({ default: false, description: 'Trust X-Forwarded-For for client addresses in logs. Never used to build URLs. Default false.' }),
+        trustProxy: Type.Union(
+          [
+            Type.Boolean(),
+            Type.Integer({ minimum: 1, maximum: 32 }),
+            Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
+          ],
+          {
+            default: false,
+            description:
+              'Which X-Forwarded-For entries are client addresses (logs, audit, the authFailures budget): false (default) uses the peer address; a number of proxies in front of the gateway (the address that many hops back); or the addresses/CIDRs of the proxies (also loopback, linklocal, uniquelocal). `true` is refused: it would take the address a client writes. Never used to build URLs.',
+          },
+        ),
         shutdownGrace: Type.String({ ...Duration, default: '10s', description: 'How long SIGTERM waits for in-flight requests and streams. Default 10s.' }),
         maxHeaderSize: Type.String({ ...ByteSize, default: '16kb', description: 'Largest total request header size; 431 after. Default 16kb.' }),
         authFailures: Type.Optional(
@@ -558,6 +663,25 @@ export const GatewayConfigSchema = Type.Object(
       },
       { ...Strict, default: {}, description: 'Traces (docs/observability.md).' },
     ),
+    audit: Type.Optional(
+      Type.Object(
+        {
+          replica: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'Name of this replica in the audit chain. Default: the host name (the pod name in Kubernetes).' })),
+          stdout: Type.Boolean({ default: true, description: 'Also write audit lines to stdout with the other log lines. Default true.' }),
+          checkpoint: Type.Optional(
+            Type.Object(
+              {
+                signingKey: Type.Union([SecretSource], { description: 'Ed25519 private key (PEM PKCS#8 or JWK) that signs checkpoints (docs/audit.md). Verify with its public key: mcp-warden audit verify --key.' }),
+                interval: Type.String({ ...Duration, default: '1m', description: 'How often a checkpoint is written when records were added. Default 1m; one is always written at shutdown.' }),
+              },
+              Strict,
+            ),
+          ),
+          sinks: Type.Array(AuditSink, { default: [], description: 'Where audit lines go besides stdout: file, syslog, http (docs/audit.md).' }),
+        },
+        { ...Strict, description: 'The tamper-evident audit log: hash chain, signed checkpoints, sinks (docs/audit.md).' },
+      ),
+    ),
     logging: Type.Object(
       {
         level: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),
@@ -575,3 +699,4 @@ export type EgressInput = Static<typeof EgressSchema>
 export type SecretSourceInput = Static<typeof SecretSource>
 export type CredentialsInput = Static<typeof CredentialsSchema>
 export type CredentialStrategyInput = Static<typeof CredentialStrategySchema>
+export type AuditInput = Static<typeof GatewayConfigSchema>['audit']

@@ -17,7 +17,8 @@ export function credentialStage(broker: CredentialBroker, route: RuntimeRoute): 
       const principal = request.gw.principal!
       // The auth stage already accepted this header; read again rather than keep the token in request.gw.
       const cred = extractCredential(request.raw.rawHeaders, Number.MAX_SAFE_INTEGER)
-      if (cred.kind !== 'bearer') return undefined
+      // A DPoP-bound token gets here only after its proof was checked (TX-11).
+      if (cred.kind === 'none') return undefined
       // An approved call may use the token the AS issued for the approval as the subject instead
       // (approval.exchangeSubject: approved), so the upstream credential carries the approval.
       const caller = { principal, token: request.gw.approval?.approvedToken ?? cred.token }

@@ -25,6 +25,12 @@ export interface StrictJsonOptions {
   maxArrayLength?: number
   /** Maximum members of one object. Default unlimited. */
   maxMembers?: number
+  /**
+   * Called for a number whose decimal value is not the value of the double it parses to, as
+   * JavaScript prints it (`100.00000000000000001` reads as 100, a 20-digit integer loses digits):
+   * the caller decides on the double while an exact reader upstream sees another number.
+   */
+  onInexactNumber?: (text: string) => void
 }
 
 /** Which structural limit a StrictJsonError broke, if any (metrics label). */
@@ -35,11 +41,37 @@ const WS = new Uint8Array(128)
 WS[0x20] = WS[0x09] = WS[0x0a] = WS[0x0d] = 1
 const NUMBER = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y
 
+/** Integers below 10^15 are always doubles exactly: the common case needs no further look. */
+const SAFE_INTEGER = /^-?[0-9]{1,15}$/
+const DECIMAL = /^-?([0-9]+)(?:\.([0-9]+))?(?:[eE]([+-]?[0-9]+))?$/
+
+/** The decimal value of a JSON number text as `digits e exponent`, digits without leading or trailing zeros; zero (also -0) is `0`. */
+export function decimalKey(text: string): string {
+  const m = DECIMAL.exec(text)
+  if (!m) return 'NaN'
+  const frac = m[2] ?? ''
+  let digits = (m[1]! + frac).replace(/^0+/, '')
+  if (digits === '') return '0'
+  let exp = (m[3] ? parseInt(m[3], 10) : 0) - frac.length
+  const kept = digits.replace(/0+$/, '')
+  exp += digits.length - kept.length
+  digits = kept
+  return `${text.startsWith('-') ? '-' : ''}${digits}e${exp}`
+}
+
+/**
+ * Whether `text` denotes exactly the decimal that JavaScript prints for `value` (the shortest
+ * round-trip form). Then the number a policy compares, and the digest covers, is the number the
+ * client wrote; distinct such texts of distinct values give distinct doubles.
+ */
+export const readsExactly = (text: string, value: number): boolean => decimalKey(text) === decimalKey(String(value))
+
 export function parseStrictJson(text: string, options: StrictJsonOptions = {}): unknown {
   const maxDepth = options.maxDepth ?? 64
   const rejectProto = options.rejectProtoKeys ?? true
   const maxArray = options.maxArrayLength ?? Infinity
   const maxMembers = options.maxMembers ?? Infinity
+  const onInexact = options.onInexactNumber
   let i = 0
   const n = text.length
 
@@ -96,6 +128,7 @@ export function parseStrictJson(text: string, options: StrictJsonOptions = {}): 
     i += m[0].length
     const v = Number(m[0])
     if (!Number.isFinite(v)) fail('number out of range')
+    if (onInexact && !SAFE_INTEGER.test(m[0]) && !readsExactly(m[0], v)) onInexact(m[0])
     return v
   }
 

@@ -17,6 +17,8 @@ export type McpMessage =
 export interface ParsedBody {
   messages: McpMessage[]
   batch: boolean
+  /** Some number's text is not exactly the double it parses to (strict-json `readsExactly`): refused with the id once it is known. */
+  inexactNumber?: true
 }
 
 /** Body nesting limit: MCP arguments are data, not deep trees; the limit blunts parser DoS. */
@@ -29,8 +31,9 @@ const invalid = (detail: string): GatewayError => new GatewayError('GW_MCP_INVAL
 
 export function parseMcpBody(raw: Buffer, protocolVersion: string): ParsedBody {
   let value: unknown
+  let inexact = false
   try {
-    value = parseStrictJson(decodeUtf8Strict(raw), { maxDepth: MAX_JSON_DEPTH, maxArrayLength: MAX_JSON_ARRAY, maxMembers: MAX_JSON_MEMBERS })
+    value = parseStrictJson(decodeUtf8Strict(raw), { maxDepth: MAX_JSON_DEPTH, maxArrayLength: MAX_JSON_ARRAY, maxMembers: MAX_JSON_MEMBERS, onInexactNumber: () => (inexact = true) })
   } catch (e) {
     const detail = e instanceof StrictJsonError ? e.message : 'unparseable'
     const limit = e instanceof StrictJsonError ? jsonLimitOf(e) : undefined
@@ -42,9 +45,9 @@ export function parseMcpBody(raw: Buffer, protocolVersion: string): ParsedBody {
   if (Array.isArray(value)) {
     if (!batchesAllowed(protocolVersion)) throw invalid(`JSON-RPC batches are not allowed in ${protocolVersion}`)
     if (value.length === 0) throw invalid('empty batch')
-    return { messages: value.map(toMessage), batch: true }
+    return { messages: value.map(toMessage), batch: true, ...(inexact ? { inexactNumber: true as const } : {}) }
   }
-  return { messages: [toMessage(value)], batch: false }
+  return { messages: [toMessage(value)], batch: false, ...(inexact ? { inexactNumber: true as const } : {}) }
 }
 
 const isId = (v: unknown): v is JsonRpcId => typeof v === 'string' || (typeof v === 'number' && Number.isInteger(v))

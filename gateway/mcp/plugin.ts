@@ -135,6 +135,9 @@ export async function checkMcpRequest(request: FastifyRequest, reply: FastifyRep
     target,
     rpcId: head.kind === 'notification' ? undefined : head.id,
   }
+  // Policies and digests see doubles; an upstream reading decimals exactly (Python's Decimal, a
+  // big-number JSON reader) would see another number than the one decided on (issue 16 item 10).
+  if (parsed.inexactNumber) throw new GatewayError('GW_MCP_INVALID_PARAMS', { detail: 'a number that a double does not hold exactly' })
   if (modern) {
     checkModernMessage(head, { protocolVersion, method: methodHeader, name: nameHeader })
     checkBridgeable(head, mode)

@@ -12,6 +12,11 @@ export function protectedResourceMetadata(config: RuntimeConfig, route: RuntimeR
     resource_name: route.resourceName,
   }
   if (route.scopesSupported.length > 0) doc.scopes_supported = [...route.scopesSupported]
+  // PRM-08 (RFC 9728 §2): only when DPoP is accepted; `required` is the route's own policy.
+  if (route.dpop) {
+    doc.dpop_signing_alg_values_supported = [...route.dpop.algorithms]
+    doc.dpop_bound_access_tokens_required = !route.dpop.bearer
+  }
   return doc
 }
 

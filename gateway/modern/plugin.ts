@@ -27,6 +27,7 @@ import {
   postUpstream,
   readJson,
   sseData,
+  toModernResponse,
   toUpstreamRequest,
   type Endpoint,
   type FetchFn,
@@ -110,7 +111,7 @@ export function modernStage(o: ModernStageOptions) {
       }
       const answer = (message: Record<string, unknown>): Record<string, unknown> => {
         const t = request.gw.transformResponse
-        return (t ? t(message) : message) as Record<string, unknown>
+        return toModernResponse((t ? t(message) : message) as Record<string, unknown>, head.method, t !== undefined)
       }
       if (!r.ok) {
         // A JSON-RPC error the upstream gave (400 for bad params and the like) is the answer; the rest is the upstream failing.

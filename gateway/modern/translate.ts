@@ -291,12 +291,54 @@ export async function notifyUpstream(fetchFn: FetchFn, ep: Endpoint, session: Up
   }
 }
 
-/** `server/discover` answered by the gateway from the upstream's initialize result (V26-11). */
+/**
+ * Methods whose 2026-07-28 results must carry caching hints (`ttlMs`, `cacheScope`): "Caching" ›
+ * "Cacheable Results" of the revision, and `required` in its published schema.
+ */
+export const CACHEABLE_METHODS: ReadonlySet<string> = new Set(['server/discover', 'tools/list', 'prompts/list', 'resources/list', 'resources/templates/list', 'resources/read'])
+
+export const META_SERVER_INFO = 'io.modelcontextprotocol/serverInfo'
+
+/**
+ * A legacy upstream's response made a valid 2026-07-28 response to `method`. Every result gains
+ * `resultType: "complete"` (a legacy server has no other kind); cacheable results gain the hints a
+ * legacy server never sends: `ttlMs: 0` (it promised no freshness, and its list_changed
+ * notifications cannot reach a stateless client through the bridge) and `cacheScope: "private"`
+ * unless the upstream itself said "public". `perCaller` (the gateway filtered the result for this
+ * caller) forces "private" whatever the upstream said (V26-10): a shared cache must never hand one
+ * caller's filtered list to another.
+ */
+export function toModernResponse(message: Record<string, unknown>, method: string, perCaller: boolean): Record<string, unknown> {
+  const result = message.result
+  if (!isRecord(result)) return message
+  const out: Record<string, unknown> = { ...result }
+  if (typeof out.resultType !== 'string') out.resultType = 'complete'
+  if (CACHEABLE_METHODS.has(method) && out.resultType === 'complete') {
+    const ttl = out.ttlMs
+    if (!(typeof ttl === 'number' && Number.isSafeInteger(ttl) && ttl >= 0)) out.ttlMs = 0
+    if (perCaller || out.cacheScope !== 'public') out.cacheScope = 'private'
+  }
+  return { ...message, result: out }
+}
+
+/**
+ * `server/discover` answered by the gateway from the upstream's initialize result (V26-11), in the
+ * revision's shape: the server's identity goes in `_meta` (DiscoverResult has no `serverInfo`).
+ * Scope "private": the answer is built from the caller's own upstream session.
+ */
 export function discoverResult(session: UpstreamSession, supported: readonly string[]): Record<string, unknown> {
   return {
+    resultType: 'complete',
     supportedVersions: [...supported],
     capabilities: isRecord(session.capabilities) ? session.capabilities : {},
-    serverInfo: isRecord(session.serverInfo) ? session.serverInfo : { name: 'mcp-warden', version: '1' },
     ...(session.instructions ? { instructions: session.instructions } : {}),
+    _meta: { [META_SERVER_INFO]: validImplementation(session.serverInfo) ?? { name: 'mcp-warden', version: '1' } },
+    ttlMs: 0,
+    cacheScope: 'private',
   }
+}
+
+/** The upstream's serverInfo when it has the required name and version; a broken one is not relayed. */
+function validImplementation(v: unknown): Record<string, unknown> | undefined {
+  return isRecord(v) && typeof v.name === 'string' && typeof v.version === 'string' ? v : undefined
 }

@@ -7,6 +7,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import { auditablePrincipal } from '../auth/principal.js'
 import type { AuditedDecision, CredentialRecord } from '../context.js'
+import type { AuditChain } from './audit-chain.js'
 import { parseTraceparent } from './trace.js'
 
 export interface AuditRecord {
@@ -68,20 +69,12 @@ export function auditRecord(request: FastifyRequest, reply: FastifyReply): Audit
 }
 
 /**
- * The logger audit lines go through: the same destination, level, bindings and serializers as
- * `logger`, without its redaction pass. The record is built from an allow-list (no token, no
- * header, no raw argument can be in it), so redaction would only re-walk it; in process that walk
- * cost more than building the record (docs/performance.md). Any other log line keeps redaction.
+ * Writes the chained audit line for a request (observability/audit-chain.ts). The line is built
+ * from an allow-list (no token, no header, no raw argument can be in it), so it skips pino and its
+ * redaction pass, which in process cost more than building the record (docs/performance.md); any
+ * other log line keeps redaction. Keys read as `request.log.info({ audit }, msg)` wrote them:
+ * level, time, service, reqId, audit, then chain and msg.
  */
-export function auditLogger(logger: Logger): Logger {
-  return logger.child({}, { redact: [] })
-}
-
-/**
- * Writes the audit line for a request. `reqId` is given in the object rather than as a child
- * binding (no child logger per request); pino writes bindings, then the object's keys, so the line
- * reads exactly as `request.log.info({ audit }, msg)` did: level, time, service, reqId, audit, msg.
- */
-export function writeAudit(log: Logger, request: FastifyRequest, reply: FastifyReply, msg: string): void {
-  if (log.isLevelEnabled('info')) log.info({ reqId: request.id, audit: auditRecord(request, reply) }, msg)
+export function writeAudit(log: Logger, chain: AuditChain, request: FastifyRequest, reply: FastifyReply, msg: string): void {
+  if (log.isLevelEnabled('info')) chain.append(`"reqId":${JSON.stringify(request.id)},"audit":${JSON.stringify(auditRecord(request, reply))}`, msg)
 }

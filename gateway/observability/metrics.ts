@@ -14,7 +14,7 @@ export function createMetrics() {
     registry,
     requests: new Counter({
       name: 'mcp_warden_requests_total',
-      help: 'Requests answered, by route, MCP method class and HTTP status.',
+      help: 'Requests answered, by route, HTTP status and reason ("ok", or the reason of the refusal or failure).',
       labelNames: ['route', 'status', 'reason'] as const,
       registers: [registry],
     }),
@@ -69,7 +69,7 @@ export function createMetrics() {
     }),
     introspectionCache: new Counter({
       name: 'mcp_warden_introspection_cache_total',
-      help: 'Introspection lookups by issuer and where the answer came from: memory (in-process LRU), redis (shared store), coalesced (joined a call in flight), miss (asked the AS).',
+      help: 'Introspection lookups by issuer and layer (the place the answer came from): memory (in-process LRU), redis (shared store), coalesced (joined a call in flight), miss (asked the AS).',
       labelNames: ['issuer', 'layer'] as const,
       registers: [registry],
     }),
@@ -171,6 +171,30 @@ export function createMetrics() {
     policyLastReloadFailed: new Gauge({
       name: 'mcp_warden_policy_last_reload_failed',
       help: '1 when the last attempt to load new policies was refused (the previous set is in force), else 0.',
+      registers: [registry],
+    }),
+    toolPinDrift: new Counter({
+      name: 'mcp_warden_tool_pin_drift_total',
+      help: 'Listed tools whose definition differs from its pin (changed) or has none (new), by route, kind and mode (observe: shown; enforce: hidden). docs/pinning.md.',
+      labelNames: ['route', 'kind', 'mode'] as const,
+      registers: [registry],
+    }),
+    auditRecords: new Counter({
+      name: 'mcp_warden_audit_records_total',
+      help: 'Audit records by sink and outcome: queued (accepted for the sink), sent (delivered), retried (a failed delivery that will be retried), lost (dropped: buffer full with onFull: drop).',
+      labelNames: ['sink', 'outcome'] as const,
+      registers: [registry],
+    }),
+    auditBuffered: new Gauge({
+      name: 'mcp_warden_audit_buffer_bytes',
+      help: 'Bytes in the on-disk buffer of a sink, not yet delivered.',
+      labelNames: ['sink'] as const,
+      registers: [registry],
+    }),
+    auditSinkUp: new Gauge({
+      name: 'mcp_warden_audit_sink_up',
+      help: '1 when the last delivery to the sink succeeded, else 0.',
+      labelNames: ['sink'] as const,
       registers: [registry],
     }),
   }

@@ -7,8 +7,9 @@
 import { createHash } from 'node:crypto'
 import type { ConfigProblem } from '../errors.js'
 import { problemAt, type YamlSource } from '../config/yaml-source.js'
-import { argMatcher, canonicalResourceUri, claimValues, covers, localTime, minutesOf, nameMatcher, parseArgPath, type ArgMatcher, type NameMatcher } from './matchers.js'
+import { argMatcher, canonicalResourcePattern, claimValues, covers, localTime, minutesOf, nameMatcher, parseArgPath, type ArgMatcher, type NameMatcher } from './matchers.js'
 import { parseDuration } from '../config/units.js'
+import { MCP_METHODS, isMcpMethod } from '../mcp/methods.js'
 import { compileRar } from './rar.js'
 import { DEFAULT_APPROVAL_MESSAGE, templateProblem } from './approval-message.js'
 import type { EffectName, LimitKeyName, PolicyDocument, RuleInput, WhenInput } from './schema.js'
@@ -36,6 +37,8 @@ export interface PolicyPrincipal {
   readonly userPresent: boolean
   readonly claims: Readonly<Record<string, unknown>>
 }
+
+const DOT_SEGMENT = /(^|\/)(?:\.|%2e){1,2}(?=\/|$|[?#])/i
 
 export type TargetKind = 'tool' | 'prompt' | 'resource'
 
@@ -133,6 +136,15 @@ export function policyVersion(files: readonly { file: string; text: string }[]):
   return h.digest('hex').slice(0, 12)
 }
 
+/** An argument matcher's regex (anchored, Unicode mode), or why it is invalid. */
+export function compileArgRegex(source: string): RegExp | string {
+  try {
+    return new RegExp(`^(?:${source})$`, 'u')
+  } catch (e) {
+    return `invalid regular expression (${(e as Error).message.replace(/^Invalid regular expression: \/.*\/[a-z]*: /, '')})`
+  }
+}
+
 export function compilePolicies(docs: readonly LoadedDocument[], ctx: CompileContext, problems: ConfigProblem[], version: string): PolicySet | undefined {
   const rules: CompiledRule[] = []
   const policies: PolicySet['policies'][number][] = []
@@ -162,6 +174,7 @@ export function compilePolicies(docs: readonly LoadedDocument[], ctx: CompileCon
         problems.push(problemAt(src, at('per'), (e as Error).message))
       }
       if (perMs > 0 && perMs < MIN_LIMIT_WINDOW_MS) problems.push(problemAt(src, at('per'), `a window shorter than ${MIN_LIMIT_WINDOW_MS / 1000}s is not supported`))
+      if (l.methods) warnUnknownMethods(src, at('methods'), l.methods, problems)
       limits.push({ name: l.name, policy: doc.name, routes, methods: l.methods ? nameMatcher(l.methods) : undefined, names: l.tools ? nameMatcher(l.tools) : undefined, key: l.key, limit: l.limit, perMs })
     })
   }
@@ -214,16 +227,18 @@ function compileRule(src: YamlSource, doc: PolicyDocument, rule: RuleInput, i: n
   const kind: TargetKind | undefined = targets[0] === 'tools' ? 'tool' : targets[0] === 'prompts' ? 'prompt' : targets[0] === 'resources' ? 'resource' : undefined
   let entries = kind ? rule[targets[0]!]! : []
   if (kind === 'resource') {
-    // Rules compare against canonical URIs (scheme and authority lower-cased), like requests.
+    // Rules compare against canonical URIs, like requests (matchers.ts). A pattern is written by the
+    // operator: a dot segment there (next to a `*` it would swallow) is a mistake, not a spelling.
     entries = entries.map((e, j) => {
       if (e === '*') return e
-      const c = canonicalResourceUri(e)
-      if (c === undefined) err(at('resources', j), 'a resource pattern must be an absolute URI without dot segments or percent-encoded . / \\')
+      const c = DOT_SEGMENT.test(e) ? undefined : canonicalResourcePattern(e)
+      if (c === undefined) err(at('resources', j), 'a resource pattern must be an absolute URI without userinfo, dot segments, control characters, \\ or ambiguous percent-encodings (%2F, %5C, %00, %25xx)')
       return c ?? e
     })
   }
   const target = kind ? { kind, names: nameMatcher(entries) } : undefined
   const methods = rule.methods ? nameMatcher(rule.methods) : undefined
+  if (rule.methods) warnUnknownMethods(src, at('methods'), rule.methods, problems)
   if (target && methods && !TARGET_METHODS[target.kind].some((m) => methods.test(m))) {
     warn(at('methods'), `this rule can never match: ${targets[0]} are only named by ${TARGET_METHODS[target.kind].join(', ')}`)
   }
@@ -268,11 +283,9 @@ function compileRule(src: YamlSource, doc: PolicyDocument, rule: RuleInput, i: n
     if (m.absent && Object.keys(m).length > 1) err(at('arguments', key), 'absent cannot be combined with value conditions')
     let regex: RegExp | undefined
     if (m.regex !== undefined) {
-      try {
-        regex = new RegExp(`^(?:${m.regex})$`, 'u')
-      } catch (e) {
-        err(at('arguments', key, 'regex'), `invalid regular expression (${(e as Error).message.replace(/^Invalid regular expression: \/.*\/[a-z]*: /, '')})`)
-      }
+      const r = compileArgRegex(m.regex)
+      if (typeof r === 'string') err(at('arguments', key, 'regex'), r)
+      else regex = r
     }
     const lo = m.gte ?? m.gt
     const hi = m.lte ?? m.lt
@@ -422,6 +435,43 @@ const PRECEDENCE: Record<EffectName, number> = { deny: 3, 'require-scopes': 2, '
  * A rule that can never be the deciding rule: an earlier unconditional rule matches at least
  * everything it matches, on at least its routes, with an effect that takes precedence.
  */
+/**
+ * A method name that MCP does not define (or a glob that matches none) is most likely a typo:
+ * the rule silently never matches and the method it meant stays closed (or open). A warning, not
+ * an error: a server may implement methods of its own (give those a glob or accept the warning).
+ */
+function warnUnknownMethods(src: YamlSource, path: (string | number)[], entries: readonly string[], problems: ConfigProblem[]): void {
+  entries.forEach((m, j) => {
+    if (m === '*') return
+    const known = m.includes('*') ? nameMatcher([m]) : undefined
+    if (known ? MCP_METHODS.some((x) => known.test(x)) : isMcpMethod(m)) return
+    const near = known ? undefined : closestMethod(m)
+    problems.push(problemAt(src, [...path, j], `"${m}" is no MCP method${known ? ' (the pattern matches none)' : ''}${near ? `; did you mean "${near}"?` : ''}`, 'warning'))
+  })
+}
+
+/** The MCP method within edit distance 2 of `name`, if any (the suggestion of a warning). */
+function closestMethod(name: string): string | undefined {
+  let best: string | undefined
+  let bestD = 3
+  for (const m of MCP_METHODS) {
+    const d = editDistance(name.toLowerCase(), m.toLowerCase(), bestD)
+    if (d < bestD) [best, bestD] = [m, d]
+  }
+  return best
+}
+
+function editDistance(a: string, b: string, cap: number): number {
+  if (Math.abs(a.length - b.length) >= cap) return cap
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i)
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i]
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
+    prev = cur
+  }
+  return prev[b.length]!
+}
+
 function warnShadowed(docs: readonly LoadedDocument[], rules: readonly CompiledRule[], problems: ConfigProblem[]): void {
   const srcOf = new Map(docs.map((d) => [d.doc.name, d]))
   rules.forEach((later, j) => {

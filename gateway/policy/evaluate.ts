@@ -34,6 +34,8 @@ export interface Decision {
   readonly reason: DecisionReason
   /** require-scopes: the scope value for the challenge. */
   readonly scopes?: readonly string[]
+  /** require-scopes: the scopes of `scopes` the token does not have (what the refused call lacks). */
+  readonly missing?: readonly string[]
   /** require-approval: how to ask. */
   readonly approval?: CompiledApproval
   /** The decision with shadow rules enforced, when the route has shadow rules. */
@@ -125,7 +127,8 @@ function decide(rules: readonly CompiledRule[], input: EvalInput, includeShadow:
   }
   if (stepUp) {
     const granted = [...(input.principal?.scopes ?? [])].filter((s) => s !== 'offline_access' && !needed.has(s))
-    return { effect: 'require-scopes', policy: stepUp.policy, ruleId: stepUp.id, reason: 'scope-missing', scopes: [...granted, ...needed] }
+    const have = input.principal?.scopes
+    return { effect: 'require-scopes', policy: stepUp.policy, ruleId: stepUp.id, reason: 'scope-missing', scopes: [...granted, ...needed], missing: [...needed].filter((s) => !have?.has(s)) }
   }
   if (approval) return { effect: 'require-approval', policy: approval.policy, ruleId: approval.id, reason: 'approval-required', ...(approval.approval ? { approval: approval.approval } : {}) }
   if (allow) return { effect: 'allow', policy: allow.policy, ruleId: allow.id, reason: 'rule-allowed' }

@@ -6,8 +6,8 @@
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ConfigError, type ConfigProblem } from '../errors.js'
-import { parseYamlSource, problemAt, validateAgainst } from '../config/yaml-source.js'
-import { compilePolicies, policyVersion, type CompileContext, type LoadedDocument, type PolicySet } from './compile.js'
+import { parseYamlSource, problemAt, validateAgainst, type YamlSource } from '../config/yaml-source.js'
+import { compileArgRegex, compilePolicies, policyVersion, type CompileContext, type LoadedDocument, type PolicySet } from './compile.js'
 import { PolicyDocumentSchema, type PolicyDocument } from './schema.js'
 
 export const isPolicyFile = (name: string): boolean => !name.startsWith('.') && /\.ya?ml$/.test(name) && !/_test\.ya?ml$/.test(name)
@@ -47,6 +47,7 @@ export interface PolicyLoadResult {
 export function compilePolicyFiles(files: readonly PolicyFile[], ctx: CompileContext): PolicyLoadResult {
   const problems: ConfigProblem[] = []
   const docs: LoadedDocument[] = []
+  const invalid: YamlSource[] = []
   for (const f of files) {
     const src = parseYamlSource(f.file, f.text, NO_ENV, problems)
     if (!src) continue
@@ -55,13 +56,37 @@ export function compilePolicyFiles(files: readonly PolicyFile[], ctx: CompileCon
       continue
     }
     if (validateAgainst(src, PolicyDocumentSchema, problems)) docs.push({ src, doc: src.value as PolicyDocument, text: f.text })
+    else invalid.push(src)
   }
   if (files.length === 0) problems.push({ file: '(policies)', line: 1, column: 1, path: '', message: 'the policy directory has no *.yaml policy files', severity: 'warning' })
-  const set = problems.some((p) => p.severity === 'error') ? undefined : compilePolicies(docs, ctx, problems, policyVersion(files))
-  if (!set) throw new ConfigError(problems)
+  // One run reports every problem: the files that are valid are compiled even when another is not,
+  // and the regexes of an invalid one are still checked (a fix of its schema error must not reveal
+  // the next error only on the next run). The set is refused all the same.
+  const invalidFiles = problems.some((p) => p.severity === 'error')
+  const set = compilePolicies(docs, ctx, problems, policyVersion(files))
+  for (const src of invalid) problems.push(...regexProblems(src))
+  if (!set || invalidFiles) throw new ConfigError(problems)
   return { set, warnings: problems.filter((p) => p.severity === 'warning') }
 }
 
 export function loadPolicyDir(dir: string, ctx: CompileContext): PolicyLoadResult {
   return compilePolicyFiles(readPolicyDir(dir), ctx)
+}
+
+/** The argument regexes of a document that failed schema validation (it cannot be compiled). */
+function regexProblems(src: YamlSource): ConfigProblem[] {
+  const out: ConfigProblem[] = []
+  const rules = (src.value as { rules?: unknown }).rules
+  if (!Array.isArray(rules)) return out
+  rules.forEach((rule: unknown, i) => {
+    const args = (rule as { arguments?: unknown } | null)?.arguments
+    if (!args || typeof args !== 'object') return
+    for (const [key, m] of Object.entries(args)) {
+      const source = (m as { regex?: unknown } | null)?.regex
+      if (typeof source !== 'string') continue
+      const r = compileArgRegex(source)
+      if (typeof r === 'string') out.push(problemAt(src, ['rules', i, 'arguments', key, 'regex'], r))
+    }
+  })
+  return out
 }

@@ -157,19 +157,63 @@ export function claimValues(claims: Readonly<Record<string, unknown>>, name: str
   return new Set()
 }
 
-const URI_HEAD = /^([A-Za-z][A-Za-z0-9+.-]*:)(\/\/[^/?#]*)?/
-/** Dot segments, and percent-encoded `.`, `/` or `\`: forms that could step out of a prefix rule. */
-const URI_ESCAPES = /(^|\/)\.\.?(\/|$|[?#])|%2e|%2f|%5c|\\/i
+/**
+ * Characters that are no part of an RFC 3986 URI and that URL parsers silently drop or rewrite
+ * (WHATWG strips tabs and newlines, trims C0 and space, reads `\\` as `/` in special schemes): a
+ * parser differential with the upstream, so refused before parsing.
+ */
+const RAW_REFUSED = /[\u0000-\u0020\u007f\\]/
+/**
+ * Encodings that mean different things to different readers: an encoded `/` or `\` (a separator
+ * to some, a name character to others), an encoded NUL, and double encoding (`%252e` is `%2e` to
+ * a server that decodes twice). A `%` not followed by two hex digits is ambiguous too.
+ */
+const AMBIGUOUS = /%(?:2f|5c|00|25[0-9a-f]{2})|%(?![0-9a-f]{2})|\\/i
+const UNRESERVED = /[A-Za-z0-9\-._~]/
 
 /**
- * A resource URI as policies compare it (POL-07): scheme and authority lower-cased, the rest
- * exact. URIs with dot segments or percent-encoded `.`, `/`, `\` are refused (undefined), so
- * `file:///srv/docs/*` cannot be escaped with `../` or `%2e%2e`.
+ * A resource URI as policies compare it (POL-07, ATK-54), built from what a WHATWG URL parser
+ * resolves it to, so that two spellings of one target are one string: scheme and host
+ * lower-cased, default port dropped, trailing dots of the host dropped, dot segments (`.`, `..`,
+ * `%2e%2e`) resolved, runs of `/` in the path collapsed, percent-encoded unreserved characters
+ * decoded and other percent-encodings upper-cased. Refused (undefined): relative URIs, userinfo
+ * (`https://x@internal.example.com/` names a host after the `@` that a naive matcher misses),
+ * control characters and the ambiguous encodings above. Requests and policy patterns go through
+ * the same function, so a rule and a request can only agree or disagree on the target itself.
  */
 export function canonicalResourceUri(uri: string): string | undefined {
-  const head = URI_HEAD.exec(uri)
-  if (!head) return undefined
-  const rest = uri.slice(head[0].length)
-  if (URI_ESCAPES.test(rest) || /%2e|%2f|%5c|\\/i.test(head[0])) return undefined
-  return head[0].toLowerCase() + rest
+  if (RAW_REFUSED.test(uri) || !/^[A-Za-z][A-Za-z0-9+.-]*:/.test(uri)) return undefined
+  let url: URL
+  try {
+    url = new URL(uri)
+  } catch {
+    return undefined
+  }
+  if (url.username !== '' || url.password !== '' || AMBIGUOUS.test(url.href)) return undefined
+  const hierarchical = url.href.startsWith(`${url.protocol}//`)
+  let host = url.host.toLowerCase()
+  if (url.hostname.endsWith('.')) host = url.hostname.replace(/\.+$/, '').toLowerCase() + (url.port ? `:${url.port}` : '')
+  if (hierarchical && url.hostname !== '' && host === '') return undefined
+  const path = hierarchical ? url.pathname.replace(/\/{2,}/g, '/') : url.pathname
+  const text = `${url.protocol}${hierarchical ? `//${host}` : ''}${path}${url.search}${url.hash}`
+  return text.replace(/%([0-9A-Fa-f]{2})/g, (_, hex: string) => {
+    const c = String.fromCharCode(parseInt(hex, 16))
+    return UNRESERVED.test(c) ? c : `%${hex.toUpperCase()}`
+  })
+}
+
+/** Stands in for `*` while a pattern is canonicalised: lower-case letters survive host folding, IDNA and percent rules. */
+const STAR = 'x0star0x'
+
+/**
+ * A resource pattern canonicalised like the URIs it is matched against, its `*` kept. A `*` that
+ * ends a pattern with no path (`https://*`) keeps matching every path: the `/` the parser adds for
+ * the empty path is not appended after it.
+ */
+export function canonicalResourcePattern(pattern: string): string | undefined {
+  if (pattern.includes(STAR)) return undefined
+  const c = canonicalResourceUri(pattern.replaceAll('*', STAR))
+  if (c === undefined) return undefined
+  const out = c.replaceAll(STAR, '*')
+  return out.endsWith('*/') && !pattern.endsWith('/') ? out.slice(0, -1) : out
 }

@@ -13,7 +13,8 @@ import type { Logger } from 'pino'
 import type { RuntimeConfig } from '../config/load.js'
 import { compileContext, PolicyEngine } from './engine.js'
 import { evaluate, visible, type Decision } from './evaluate.js'
-import { LIST_METHODS, listFilter } from './filter.js'
+import { LIST_METHODS, listFilter, replayFilter } from './filter.js'
+import type { TargetKind } from './compile.js'
 
 const SEVERITY = { allow: 0, 'require-scopes': 1, 'require-approval': 2, deny: 3 } as const
 
@@ -68,7 +69,9 @@ export function policyStage(engine: PolicyEngine, metrics: Metrics, options: Pol
       case 'allow':
         break
       case 'require-scopes':
-        throw new GatewayError('GW_AUTH_INSUFFICIENT_SCOPE', { scope: decision.scopes!.join(' '), detail })
+        // `scope` keeps the granted scopes too: clients (the MCP SDK among them) replace their
+        // scope with the challenge's, and a step-up must not cost the scopes the session already uses.
+        throw new GatewayError('GW_AUTH_INSUFFICIENT_SCOPE', { scope: decision.scopes!.join(' '), detail, ...(decision.missing?.length ? { description: `missing scope ${decision.missing.join(' ')}` } : {}) })
       case 'require-approval': {
         // Only a lone tools/call can be held and bound to one approval; anything else is refused.
         const single = mcp.body.messages.filter((m) => m.kind !== 'response').length === 1
@@ -83,9 +86,10 @@ export function policyStage(engine: PolicyEngine, metrics: Metrics, options: Pol
         throw new GatewayError(message && targetName(message) === undefined ? 'GW_POLICY_METHOD_DENIED' : 'GW_POLICY_DENIED', { detail })
     }
 
-    if (lists.size > 0) {
-      gw.transformResponse = listFilter(lists, (kind, name) => visible(set, route, kind, name, principal, at))
-    }
+    const isVisible = (kind: TargetKind, name: string) => visible(set, route, kind, name, principal, at)
+    if (lists.size > 0) gw.transformResponse = listFilter(lists, isVisible)
+    // A GET stream (Last-Event-ID resumption, or the standalone stream) may replay a list answer.
+    else if (request.method === 'GET') gw.transformResponse = replayFilter(isVisible)
   }
 }
 

@@ -38,8 +38,8 @@ interface UpstreamResponse {
 
 const MCP_METHODS = ['POST', 'GET', 'DELETE'] as const
 const ALLOW = 'GET, POST, DELETE'
-const CORS_ALLOW_HEADERS = 'Authorization, Content-Type, Accept, MCP-Protocol-Version, MCP-Session-Id, Last-Event-ID, Mcp-Method, Mcp-Name'
-const CORS_EXPOSE_HEADERS = 'WWW-Authenticate, MCP-Session-Id, MCP-Protocol-Version, X-Request-Id'
+const CORS_ALLOW_HEADERS = 'Authorization, Content-Type, Accept, MCP-Protocol-Version, MCP-Session-Id, Last-Event-ID, DPoP, Mcp-Method, Mcp-Name'
+const CORS_EXPOSE_HEADERS = 'WWW-Authenticate, DPoP-Nonce, MCP-Session-Id, MCP-Protocol-Version, X-Request-Id'
 
 function filterQuery(search: string | undefined, reqUrl: string): string {
   const q = reqUrl.indexOf('?')
@@ -227,6 +227,8 @@ interface Forwarding {
   body: Buffer | undefined
 }
 
+const same = (m: unknown): unknown => m
+
 const isUpstreamChallenge = (status: number, headers: IncomingHttpHeaders): boolean =>
   status === 401 || status === 407 || (status === 403 && headers['www-authenticate'] !== undefined)
 
@@ -253,8 +255,10 @@ function relayResponse(request: FastifyRequest, rep: FastifyReply, res: Upstream
     for (const h of Object.keys(rep.getHeaders())) rep.removeHeader(h)
     sendError(request, rep, new GatewayError('GW_UPSTREAM_INVALID_RESPONSE', { detail }))
   }
-  // Only responses a later stage must rewrite (discovery filtering) leave the straight pipe.
+  // Only responses a later stage must rewrite (discovery filtering) or read (session state) leave the straight pipe.
   const transform = status === 200 ? request.gw.transformResponse : undefined
+  const watchSpec = status === 200 ? request.gw.watchResponse : undefined
+  const watch = watchSpec && ((m: unknown) => watchSpec.message(m, res.headers))
   if (transform && !ct.startsWith('application/json') && !ct.startsWith('text/event-stream')) return fail(`cannot rewrite a ${ct || 'typeless'} response`)
   if (ct.startsWith('text/event-stream')) {
     request.gw.streaming = true
@@ -277,15 +281,17 @@ function relayResponse(request: FastifyRequest, rep: FastifyReply, res: Upstream
     })
   }
   const relay = () => {
-    if (transform && !request.gw.streaming) {
+    const json = !request.gw.streaming && ct.startsWith('application/json')
+    if (json && (transform || watchSpec?.json)) {
       rep.removeHeader('content-length')
-      rewriteJsonBody(res.stream, transform).then(
+      rewriteJsonBody(res.stream, transform ?? same, undefined, watch).then(
         (body) => rep.send(body),
         () => fail('unparseable JSON response to rewrite'),
       )
       return
     }
-    rep.send(transform ? pipeline(res.stream, sseRewriter(transform), () => undefined) : res.stream)
+    const rewrite = request.gw.streaming && (transform || watch)
+    rep.send(rewrite ? pipeline(res.stream, sseRewriter(transform, watch), () => undefined) : res.stream)
     // Node holds response headers until the first body byte; an SSE stream may stay silent
     // for minutes, and the client must know the stream is open now.
     if (request.gw.streaming && !rep.raw.headersSent) (rep.raw as ServerResponse).flushHeaders()
@@ -362,7 +368,7 @@ function forwardMcp(request: FastifyRequest, reply: FastifyReply, f: McpForwardi
       if (span) endUpstreamSpan(span, status, res)
       const ct = h['content-type']
       const sse = typeof ct === 'string' && ct.startsWith('text/event-stream')
-      if (sse || isUpstreamChallenge(status, h) || (status === 200 && request.gw.transformResponse)) {
+      if (sse || isUpstreamChallenge(status, h) || (status === 200 && (request.gw.transformResponse || request.gw.watchResponse?.json))) {
         const stream = makeStream()
         reply.code(status).headers(clientResponseHeaders(h, request.id))
         relayResponse(request, reply, { statusCode: status, headers: h, stream }, route, metrics, observers)

@@ -1,15 +1,18 @@
 /**
- * `helm template` for tests: merges values the way Helm does (maps deep-merged, lists replaced,
- * null deletes a key), validates the merged values against values.schema.json (as `helm install`
- * does), renders every template with the Go-template renderer and parses the YAML documents.
+ * The Helm chart and the kustomize overlays through the real tools: `helm template` (which merges
+ * values and refuses values that break values.schema.json, as `helm install` does), `helm lint
+ * --strict`, and `kubectl kustomize`. Output is parsed into manifests for the schema checks of
+ * k8s.ts and the assertions of the tests.
  */
-import { readdirSync, readFileSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Ajv } from 'ajv'
 import { parse, parseAllDocuments } from 'yaml'
-import { Renderer } from './go-template.js'
+import { helmBinary } from './k8s-tools.js'
 
 export const CHART_DIR = join(import.meta.dirname, '..', '..', 'helm', 'mcp-warden')
+export const KUSTOMIZE_DIR = join(import.meta.dirname, '..', '..', 'deploy', 'kustomize')
 
 export type Values = Record<string, unknown>
 export interface Manifest {
@@ -19,56 +22,82 @@ export interface Manifest {
   [k: string]: unknown
 }
 
+/** helm refused the values (values.schema.json or a `required`/`fail` in a template). */
 export class ValuesError extends Error {}
 
-const isMap = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
+export function parseManifests(text: string, source: string): Manifest[] {
+  return parseAllDocuments(text).flatMap((doc) => {
+    if (doc.errors.length) throw new Error(`${source}: ${doc.errors[0]!.message}`)
+    const m = doc.toJS() as Manifest | null
+    return m ? [m] : []
+  })
+}
 
-export function mergeValues(base: Values, over: Values): Values {
-  const out: Values = structuredClone(base)
-  for (const [k, v] of Object.entries(over)) {
-    if (v === null) delete out[k]
-    else if (isMap(v) && isMap(out[k])) out[k] = mergeValues(out[k] as Values, v)
-    else out[k] = structuredClone(v)
+interface Run {
+  ok: boolean
+  stdout: string
+  stderr: string
+}
+function run(bin: string, args: string[]): Run {
+  try {
+    return { ok: true, stdout: execFileSync(bin, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }), stderr: '' }
+  } catch (e) {
+    const err = e as { stdout?: string; stderr?: string; status?: number }
+    if (err.status === undefined || err.status === null) throw e
+    return { ok: false, stdout: err.stdout ?? '', stderr: err.stderr ?? '' }
   }
-  return out
+}
+
+/** Writes each values object to a file, as a user's `-f` files, and passes them in order. */
+function withValueFiles<T>(overrides: Values[], fn: (args: string[]) => T): T {
+  const dir = mkdtempSync(join(tmpdir(), 'mcpw-values-'))
+  try {
+    const args = overrides.flatMap((v, i) => {
+      const file = join(dir, `${i}.yaml`)
+      writeFileSync(file, JSON.stringify(v))
+      return ['-f', file]
+    })
+    return fn(args)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
 }
 
 export function loadChart(dir = CHART_DIR) {
+  const helm = helmBinary()
   const chart = parse(readFileSync(join(dir, 'Chart.yaml'), 'utf8')) as { name: string; version: string; appVersion: string }
-  const defaults = parse(readFileSync(join(dir, 'values.yaml'), 'utf8')) as Values
-  const schema = JSON.parse(readFileSync(join(dir, 'values.schema.json'), 'utf8')) as object
-  const validate = new Ajv({ allErrors: true, strict: false }).compile(schema)
-  const templates: Record<string, string> = {}
-  for (const f of readdirSync(join(dir, 'templates'))) templates[f] = readFileSync(join(dir, 'templates', f), 'utf8')
-  const renderer = new Renderer(templates)
 
-  /** Throws ValuesError when the merged values break values.schema.json. */
-  function values(...overrides: Values[]): Values {
-    const merged = overrides.reduce(mergeValues, defaults)
-    if (!validate(merged)) throw new ValuesError(validate.errors!.map((e) => `${e.instancePath || '/'} ${e.message}`).join('; '))
-    return merged
+  /** `helm template`; throws ValuesError with helm's message when helm refuses the values. */
+  function render(overrides: Values[] = [], release = { name: 'warden', namespace: 'mcp' }): { manifests: Manifest[] } {
+    return withValueFiles(overrides, (files) => {
+      const r = run(helm, ['template', release.name, dir, '--namespace', release.namespace, ...files])
+      if (!r.ok) throw new ValuesError(r.stderr.trim())
+      return { manifests: parseManifests(r.stdout, `helm template ${files.join(' ')}`) }
+    })
   }
 
-  function render(overrides: Values[] = [], release = { name: 'warden', namespace: 'mcp' }) {
-    const ctx = {
-      Values: values(...overrides),
-      Release: { Name: release.name, Namespace: release.namespace, Service: 'Helm', IsInstall: true, IsUpgrade: false },
-      Chart: { Name: chart.name, Version: chart.version, AppVersion: chart.appVersion },
-    }
-    const files = renderer.render(ctx)
-    const manifests: Manifest[] = []
-    for (const [name, text] of Object.entries(files)) {
-      if (name === 'NOTES.txt') continue
-      for (const doc of parseAllDocuments(text)) {
-        if (doc.errors.length) throw new Error(`${name}: ${doc.errors[0]!.message}\n${text}`)
-        const m = doc.toJS() as Manifest | null
-        if (m) manifests.push(m)
-      }
-    }
-    return { files, manifests }
+  /** `helm lint --strict`: ok, and helm's output (which names every warning). */
+  function lint(overrides: Values[] = []): Run {
+    return withValueFiles(overrides, (files) => run(helm, ['lint', '--strict', dir, ...files]))
   }
 
-  return { chart, defaults, values, render }
+  /** NOTES.txt as `helm install` prints it (a client-side dry run: no cluster). */
+  function notes(overrides: Values[] = []): string {
+    return withValueFiles(overrides, (files) => {
+      const r = run(helm, ['install', 'warden', dir, '--namespace', 'mcp', '--dry-run=client', ...files])
+      if (!r.ok) throw new ValuesError(r.stderr.trim())
+      return r.stdout.slice(r.stdout.indexOf('\nNOTES:\n'))
+    })
+  }
+
+  return { chart, render, lint, notes }
+}
+
+/** `kubectl kustomize <dir>` with the given kubectl (and so its built-in kustomize). */
+export function kustomizeBuild(kubectl: string, dir: string): Manifest[] {
+  const r = run(kubectl, ['kustomize', dir])
+  if (!r.ok) throw new Error(`${kubectl} kustomize ${dir} failed:\n${r.stderr.slice(0, 2000)}`)
+  return parseManifests(r.stdout, `kubectl kustomize ${dir}`)
 }
 
 export function readYamlFile(path: string): Values {

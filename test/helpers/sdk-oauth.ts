@@ -14,13 +14,18 @@ export interface HeadlessOAuth {
   authorizationUrls: URL[]
 }
 
-export function headlessOAuth(scope?: string): HeadlessOAuth {
-  let clientInfo: OAuthClientInformationMixed | undefined
+/**
+ * `client`: a pre-registered public client instead of dynamic registration. The SDK registers the
+ * first challenge's scope, and an AS that enforces registered scopes (oidc-provider does) refuses
+ * any later step-up; a step-up test needs a client registered for more (docs/policies.md).
+ */
+export function headlessOAuth(scope?: string, client?: { clientId: string; redirectUri: string }): HeadlessOAuth {
+  let clientInfo: OAuthClientInformationMixed | undefined = client ? { client_id: client.clientId } : undefined
   let tokens: OAuthTokens | undefined
   let verifier = ''
   let callback: URL | undefined
   const authorizationUrls: URL[] = []
-  const redirect = 'http://127.0.0.1:1/callback'
+  const redirect = client?.redirectUri ?? 'http://127.0.0.1:1/callback'
   const provider: OAuthClientProvider = {
     redirectUrl: redirect,
     clientMetadata: {

@@ -6,7 +6,7 @@
 import { Writable } from 'node:stream'
 import { pino } from 'pino'
 import { startAuthorizationServer, type AuthorizationServer, type AuthorizationServerOptions } from '../../demo/authorization-server.js'
-import { startMcpServer, type McpUpstream } from '../../demo/mcp-server.js'
+import { startMcpServer, type McpUpstream, type McpUpstreamOptions } from '../../demo/mcp-server.js'
 import { loadConfigText } from '../../gateway/config/load.js'
 import { buildGateway, type Gateway, type GatewayDeps } from '../../gateway/server.js'
 import { REDACT_PATHS, serializeRequest } from '../../gateway/observability/logger.js'
@@ -30,6 +30,8 @@ export interface StackOptions {
   /** Replace the generated YAML entirely. */
   yaml?: (ctx: { publicUrl: string; port: number; adminPort: number; issuer: string; alpha: string; beta: string; redisUrl?: string }) => string
   deps?: Partial<GatewayDeps>
+  /** Options for both upstreams (e.g. `resumable`). */
+  upstream?: Omit<McpUpstreamOptions, 'name'>
   /** Another replica of an existing deployment: same public URL (so the same resources), own port. */
   replicaOf?: Stack
 }
@@ -53,7 +55,7 @@ export interface Stack {
 export async function startStack(o: StackOptions = {}): Promise<Stack> {
   const as = o.as ?? (await startAuthorizationServer(o.asOptions))
   // A replica fronts the same upstreams as the deployment it joins.
-  const [alpha, beta] = o.replicaOf ? [o.replicaOf.alpha, o.replicaOf.beta] : await Promise.all([startMcpServer({ name: 'alpha' }), startMcpServer({ name: 'beta' })])
+  const [alpha, beta] = o.replicaOf ? [o.replicaOf.alpha, o.replicaOf.beta] : await Promise.all([startMcpServer({ ...o.upstream, name: 'alpha' }), startMcpServer({ ...o.upstream, name: 'beta' })])
   const redis = o.redis === true ? await startRedis() : o.redis || undefined
   const port = await freePort()
   const adminPort = await freePort()

@@ -135,6 +135,33 @@ describe('19.2 header attacks', () => {
     expect(s.beta.requests).toHaveLength(0)
   })
 
+  it('RFC 9112 §3.2.2 / absolute-form targets: the authority is the host that is checked; a foreign or mismatched one → 421, a bad one → 400; never 500', async () => {
+    const { host } = new URL(s.url)
+    const req = (target: string, hostHeader = host, auth = `Authorization: Bearer ${token}\r\n`) =>
+      `POST ${target} HTTP/1.1\r\nHost: ${hostHeader}\r\nAccept: ${MCP_HEADERS.accept}\r\nContent-Type: application/json\r\n${auth}Content-Length: ${INIT.length}\r\nConnection: close\r\n\r\n${INIT}`
+    // Unauthenticated: the 500 this used to be is now the route's ordinary 401 challenge.
+    const anon = await raw(req(`http://${host}/mcp/alpha`, host, ''))
+    expect(anon.response).toMatch(/^HTTP\/1\.1 401 /)
+    expect(anon.response.toLowerCase()).toContain('www-authenticate: bearer')
+    // The target's authority replaces Host: a foreign authority is refused even with an allowed Host header.
+    for (const target of [`http://evil.example/mcp/alpha`, `http://${new URL(s.url).hostname}:1/mcp/alpha`]) {
+      const r = await raw(req(target))
+      expect(r.response, target).toMatch(/^HTTP\/1\.1 421 /)
+    }
+    // ...and an allowed authority does not launder a foreign Host header: it is the authority that counts.
+    const laundered = await raw(req(`http://${host}/mcp/alpha`, 'evil.example'))
+    expect(laundered.response).toMatch(/^HTTP\/1\.1 200 /)
+    for (const target of ['ftp://x/mcp/alpha', `http://u:p@${host}/mcp/alpha`, 'http:///mcp/alpha', `http://${host}/mcp/alpha#f`, '/mcp/alpha#f', '*', 'mcp/alpha']) {
+      const r = await raw(req(target))
+      expect(r.response, target).toMatch(/^HTTP\/1\.1 400 /)
+    }
+    // An empty path is "/" (§3.2.1): not a route, and not a 500 either.
+    expect((await raw(req(`http://${host}`))).response).toMatch(/^HTTP\/1\.1 404 /)
+    expect(s.alpha.requests.filter((q) => q.method === 'POST')).toHaveLength(1)
+    expect(s.beta.requests).toHaveLength(0)
+    expect(s.logLines().filter((l) => Number(l.level) >= 50)).toEqual([])
+  })
+
   it('ATK-36 / hop-by-hop abuse: Connection-listed and Proxy-* headers never reach the upstream', async () => {
     const r = await send('/mcp/alpha', [...base(), ['connection', 'keep-alive, x-mcp-principal, authorization'], ['x-mcp-principal', 'admin-smuggled'], ['proxy-authorization', 'Basic cHJveHk6c2VjcmV0'], ['proxy-connection', 'keep-alive'], ['te', 'trailers'], ['upgrade', 'h2c']], INIT)
     expect(r.status).toBe(200)

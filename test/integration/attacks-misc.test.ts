@@ -92,11 +92,19 @@ describe('attack cases (checklist §19)', () => {
     nothingUpstream(before)
   })
 
-  it('ATK-51 / a fake response with no outstanding server request gets 400 (today from the upstream: see the todo)', async () => {
-    const res = await post('{"jsonrpc":"2.0","id":"srv-1","result":{"content":[]}}')
-    expect(res.status).toBe(400)
+  it('ATK-51 / a fake response with no outstanding server request gets 400 from the gateway, with or without a session; nothing forwarded', async () => {
+    const init = await post(INIT)
+    const sid = init.headers.get('mcp-session-id')!
+    await init.body?.cancel()
+    const before = s.alpha.requests.length
+    for (const headers of [{}, { 'mcp-session-id': sid }] as Record<string, string>[]) {
+      const res = await post('{"jsonrpc":"2.0","id":"srv-1","result":{"content":[]}}', headers)
+      expect(res.status).toBe(400)
+      // The gateway's refusal (SHTTP-36), not the upstream's: it carries the gateway's error code.
+      expect(((await res.json()) as { error: { data?: { code?: string } } }).error.data?.code).toBe('GW_MCP_INVALID_REQUEST')
+    }
+    nothingUpstream(before)
   })
-  it.todo('ATK-51 / the gateway itself refuses client responses to server requests it never relayed (needs per-session tracking of outstanding server request ids)')
 
   it('ATK-56 / parser DoS: deep nesting and huge arrays are refused quickly and the gateway stays healthy', async () => {
     const before = s.alpha.requests.length
@@ -130,11 +138,14 @@ describe('attack cases (checklist §19)', () => {
     expect(reuse.status).toBe(404)
   })
 
-  it('ATK-42 / version downgrade with a batch body is 400', async () => {
+  it('ATK-42 / version downgrade with a batch body on a 2025-11-25 session is 400', async () => {
+    const init = await post(INIT)
+    const sid = init.headers.get('mcp-session-id')!
+    await init.body?.cancel()
     const before = s.alpha.requests.length
-    const res = await post('[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_repo"}}]', { 'mcp-protocol-version': '2025-03-26' })
-    // Refused either for the version (400) or, first, for the hidden call's missing scope (403).
-    expect([400, 403]).toContain(res.status)
+    const res = await post('[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_repo"}}]', { 'mcp-protocol-version': '2025-03-26', 'mcp-session-id': sid })
+    // Refused for the version (SHTTP-34), before policy could even see the hidden call.
+    expect(res.status).toBe(400)
     nothingUpstream(before)
   })
 })

@@ -67,6 +67,22 @@ describe('mcp-warden check', () => {
   })
 })
 
+describe('mcp-warden help and version (the process as an operator runs it)', () => {
+  it('--version, policy explain --help, policy test --help exit 0 on stdout; an unknown option exits 2 without a stack trace', async () => {
+    // One process each, started together: the unit tests (test/unit/cli.test.ts) cover the rest.
+    const [version, explain, test, bad] = [['--version'], ['policy', 'explain', '--help'], ['policy', 'test', '--help'], ['policy', 'explain', '--rout', 'x']].map((argv) => runCli(argv))
+    expect(await Promise.all([version, explain, test, bad].map((p) => p!.exited))).toEqual([0, 0, 0, 2])
+    expect(version!.stdout()).toMatch(/^mcp-warden \d+\.\d+\.\d+\n$/)
+    for (const p of [explain!, test!]) {
+      expect(p.stdout()).toContain('mcp-warden policy explain')
+      expect(p.stderr()).toBe('')
+    }
+    expect(bad!.stderr()).toMatch(/^mcp-warden policy explain: Unknown option '--rout'/)
+    expect(bad!.stderr()).not.toMatch(/\n\s+at /)
+    // Four tsx start-ups on a shared machine: a generous limit, not a timing assertion.
+  }, 60_000)
+})
+
 describe('mcp-warden serve', () => {
   it('SIGTERM drains: an in-flight SSE tool call completes, readiness drops, the process exits 0', async () => {
     const [port, adminPort] = [await freePort(), await freePort()]

@@ -99,6 +99,19 @@ afterAll(async () => {
   if (out) rmSync(out, { recursive: true, force: true })
 })
 
+/**
+ * Checks the gateway fails on purpose, each with the reason. The scenario `server-sse-multiple-streams`
+ * opens a session at 2025-11-25 and then sends `MCP-Protocol-Version: 2025-03-26` on it; the SDK server
+ * takes any version it supports, the gateway refuses a header that contradicts the session's
+ * negotiated version (issue 16 item 4, SHTTP-34: otherwise a client downgrades a session to re-enable
+ * batches). Each entry must still fail exactly that way, so a deviation cannot hide another regression.
+ */
+const DELIBERATE: Record<string, RegExp> = {
+  'server-sse-multiple-streams/server-accepts-multiple-post-streams': /^FAILURE Server rejected some requests\. Statuses: 400, 400, 400$/,
+  // The same three requests refused above, so no stream to check: INFO instead of SUCCESS.
+  'server-sse-multiple-streams/server-sse-streams-functional': /^INFO $/,
+}
+
 describe('official MCP conformance suite', () => {
   it('nothing that passes against the MCP server directly fails through mcp-warden', async () => {
     const direct = await runSuite(s.alpha.url, join(out, 'direct'))
@@ -109,6 +122,7 @@ describe('official MCP conformance suite', () => {
     console.log(`[reliability] conformance: ${direct.size} checks; ${passedDirect.length} pass directly, ${[...through.values()].filter((c) => c.status === 'SUCCESS').length} through mcp-warden; regressions ${regressions.length}; passing only through the gateway: ${gained.join(', ') || 'none'}`)
     expect(direct.size).toBeGreaterThan(10)
     expect(passedDirect.length).toBeGreaterThan(5)
-    expect(regressions).toEqual([])
+    const unexpected = regressions.filter((r) => !Object.entries(DELIBERATE).some(([k, why]) => r.startsWith(`${k}: `) && why.test(r.slice(k.length + 2))))
+    expect(unexpected).toEqual([])
   }, 300_000)
 })

@@ -216,6 +216,20 @@ describe.each(['alpha', 'legacy'])('legacy HTTP+SSE client → gateway → %s up
     stream.close()
   })
 
+  it('SHTTP-36 / ATK-51 / a response to no server request is refused (400 on the POST), nothing is forwarded', async () => {
+    const alice = await token(route)
+    const stream = await openStream(route, alice)
+    expect((await postMessage(stream.endpoint.data, alice, INIT_2024)).status).toBe(202)
+    await stream.next()
+    expect((await postMessage(stream.endpoint.data, alice, { jsonrpc: '2.0', method: 'notifications/initialized' })).status).toBe(202)
+    const before = upstreamCount(route)
+    const res = await postMessage(stream.endpoint.data, alice, { jsonrpc: '2.0', id: 'srv-1', result: { action: 'accept', content: {} } })
+    expect(res.status).toBe(400)
+    expect(((await res.json()) as { error: { code: number } }).error.code).toBe(-32600)
+    expect(upstreamCount(route)).toBe(before)
+    stream.close()
+  })
+
   it('progress notifications of a call go onto the caller’s stream as they come, before its result', async () => {
     const alice = await token(route)
     const stream = await openStream(route, alice)

@@ -20,6 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startMcpServer, type McpUpstream } from '../../demo/mcp-server.js'
 import { startLegacySseServer, type LegacySseServer } from '../helpers/legacy-sse-server.js'
 import { listenerYaml, parseChallenge, type Stack, startStack } from '../helpers/stack.js'
+import { schemaErrors } from '../helpers/mcp-schema.js'
 
 /**
  * A real SDK Streamable HTTP server whose one tool asks the client for its roots mid-call (a
@@ -191,6 +192,23 @@ const errorOf = (r: Sent) => r.final.error as { code: number; message: string; d
 const sessionsUsed = (u: McpUpstream, needle: string) => u.requests.filter((r) => r.method === 'POST' && r.body.includes(needle)).map((r) => r.headers['mcp-session-id'])
 
 describe('2026-07-28 clients through every upstream transport', () => {
+  it.each(BRIDGED)('V26-10 / V26-11 / %s: every bridged answer is valid against the published 2026-07-28 schema; filtered lists are private', async (route) => {
+    const cases: Array<[string, Params, string]> = [
+      ['server/discover', {}, 'DiscoverResultResponse'],
+      ['tools/list', {}, 'ListToolsResultResponse'],
+      ['tools/call', { name: 'add', arguments: { a: 1, b: 2 } }, 'CallToolResultResponse'],
+      ['prompts/list', {}, 'ListPromptsResultResponse'],
+      ['resources/list', {}, 'ListResourcesResultResponse'],
+      ['ping', {}, 'JSONRPCResultResponse'],
+    ]
+    for (const [method, params, def] of cases) {
+      const r = await send(route, request(`${method}-1`, method, params))
+      expect([method, r.status]).toEqual([method, 200])
+      for (const m of r.messages) expect([method, schemaErrors(m.id === undefined ? 'JSONRPCNotification' : def, m)]).toEqual([method, []])
+      if (method.endsWith('/list')) expect(r.final.result).toMatchObject({ cacheScope: 'private', ttlMs: 0 })
+    }
+  })
+
   it.each(BRIDGED)('V26-01 / V26-02 / %s: tools/list is filtered by policy and tools/call is decided on the body', async (route) => {
     const list = await send(route, request(1, 'tools/list'))
     expect(list.status).toBe(200)
@@ -302,9 +320,9 @@ describe('2026-07-28 clients through every upstream transport', () => {
   it('V26-11 / server/discover is answered with the route versions and the upstream capabilities', async () => {
     const r = await send('alpha', request(29, 'server/discover'))
     expect(r.status).toBe(200)
-    const result = r.final.result as { supportedVersions: string[]; serverInfo: { name: string }; capabilities: Record<string, unknown> }
+    const result = r.final.result as { supportedVersions: string[]; _meta: Record<string, { name: string }>; capabilities: Record<string, unknown> }
     expect(result.supportedVersions[0]).toBe(V)
-    expect(result.serverInfo.name).toBe('alpha')
+    expect(result._meta['io.modelcontextprotocol/serverInfo']!.name).toBe('alpha')
     expect(result.capabilities).toHaveProperty('tools')
   })
 

@@ -83,8 +83,8 @@ const post = (st: Stack, token: string, body: string, sessionId?: string, header
   fetch(`${st.url}/mcp/alpha`, { method: 'POST', headers: { ...MCP_HEADERS, authorization: `Bearer ${token}`, ...(sessionId ? { 'mcp-session-id': sessionId } : {}), ...headers }, body })
 
 /** An initialized MCP session through one replica (recorded in Redis, so valid on every replica). */
-async function session(st: Stack, token: string): Promise<string> {
-  const init = await post(st, token, INIT)
+async function session(st: Stack, token: string, initBody = INIT): Promise<string> {
+  const init = await post(st, token, initBody)
   expect(init.status).toBe(200)
   await init.text()
   const sid = init.headers.get('mcp-session-id')!
@@ -183,8 +183,8 @@ describe('rate limits across three replicas sharing Redis', () => {
 
   it('a batch is charged per message and refused whole: a refused request consumes nothing', async () => {
     const token = await a.token({ subject: 'batcher' })
-    const sid = await session(a, token)
-    // 2025-03-26 allows batches; the two add calls plus the limit of 3 per 2s.
+    // Batches exist only in a session negotiated at 2025-03-26 (the session's version decides, issue 16 item 4).
+    const sid = await session(a, token, INIT.replace(/"protocolVersion":"[^"]+"/, '"protocolVersion":"2025-03-26"'))
     const batch = JSON.stringify([1, 2, 3, 4].map((i) => ({ jsonrpc: '2.0', id: 900 + i, method: 'tools/call', params: { name: 'add', arguments: { a: i, b: i } } })))
     const res = await post(a, token, batch, sid, { 'mcp-protocol-version': '2025-03-26' })
     // A batch of four never fits a limit of three: told to wait a whole window.

@@ -149,7 +149,12 @@ describe.skipIf('missing' in haproxy)('issue 23: three replicas behind HAProxy t
           tally.ok++
           okIn[phase.now]++
         } else if (r?.status === 404) tally.sessionLost++
-        else tally.other[String(r?.status ?? 'network')] = (tally.other[String(r?.status ?? 'network')] ?? 0) + 1
+        else {
+          // Keyed by status and the gateway's error code (none: the balancer's own answer), so a failure says whose it is.
+          const code = /"code":"(GW_[A-Z_]+)"|(GW_[A-Z_]+)/.exec(text)
+          const key = `${r?.status ?? 'network'}${code ? ` ${code[1] ?? code[2]}` : ''} (${phase.now})`
+          tally.other[key] = (tally.other[key] ?? 0) + 1
+        }
         await sleep(120)
       }
     }

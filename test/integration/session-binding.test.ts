@@ -95,6 +95,23 @@ describe('session binding', () => {
     await client.close()
   })
 
+  it('SHTTP-34 / ATK-42 / the negotiated version holds on every replica: a downgrade batch through replica B is 400, nothing forwarded', async () => {
+    const alice = await a.token({ subject: 'alice' })
+    const { client, sessionId } = await open(a, alice)
+    await new Promise((r) => setTimeout(r, 300))
+    const posts = () => a.alpha.requests.filter((r) => r.method === 'POST').length
+    const before = posts()
+    const batch = '[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"search","arguments":{"query":"x"}}}]'
+    const res = await fetch(`${b.url}/mcp/alpha`, { method: 'POST', headers: { ...MCP_HEADERS, 'mcp-protocol-version': '2025-03-26', authorization: `Bearer ${alice}`, 'mcp-session-id': sessionId }, body: batch })
+    expect(res.status).toBe(400)
+    expect(((await res.json()) as { error: { code: number } }).error.code).toBe(-32600)
+    // A client response nobody asked for is refused through B as well (SHTTP-36).
+    const fake = await fetch(`${b.url}/mcp/alpha`, { method: 'POST', headers: { ...MCP_HEADERS, authorization: `Bearer ${alice}`, 'mcp-session-id': sessionId }, body: '{"jsonrpc":"2.0","id":"srv-9","result":{}}' })
+    expect(fake.status).toBe(400)
+    expect(posts()).toBe(before)
+    await client.close()
+  })
+
   it('SHTTP-28 / after DELETE the session is gone', async () => {
     const alice = await a.token({ subject: 'alice' })
     const { client, transport, sessionId } = await open(a, alice)

@@ -161,7 +161,7 @@ describe('modern/translate.ts', () => {
 
   it('discoverResult: route versions, upstream capabilities and identity', () => {
     const s: UpstreamSession = { id: 'x', protocolVersion: '2025-11-25', serverInfo: { name: 'up', version: '2' }, capabilities: { tools: {} }, instructions: 'hi' }
-    expect(discoverResult(s, ['2026-07-28', '2025-11-25'])).toEqual({ supportedVersions: ['2026-07-28', '2025-11-25'], capabilities: { tools: {} }, serverInfo: { name: 'up', version: '2' }, instructions: 'hi' })
+    expect(discoverResult(s, ['2026-07-28', '2025-11-25'])).toMatchObject({ supportedVersions: ['2026-07-28', '2025-11-25'], capabilities: { tools: {} }, _meta: { 'io.modelcontextprotocol/serverInfo': { name: 'up', version: '2' } }, instructions: 'hi' })
   })
 })
 

@@ -46,7 +46,7 @@ server:
   {{- with .Values.gateway.allowedHosts }}
   allowedHosts: {{- toYaml . | nindent 4 }}
   {{- end }}
-  trustProxy: {{ .Values.gateway.trustProxy }}
+  trustProxy: {{ .Values.gateway.trustProxy | toJson }}
   shutdownGrace: {{ .Values.gateway.shutdownGrace }}
 admin:
   listen:

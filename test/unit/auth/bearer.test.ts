@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { extractCredential } from '../../../gateway/auth/bearer.js'
+import { dpopProofs, extractCredential } from '../../../gateway/auth/bearer.js'
 import { GatewayError } from '../../../gateway/errors.js'
 
 const MAX = 8192
@@ -26,7 +26,13 @@ describe('extractCredential', () => {
   it('CHL-01/07 / no header, or another scheme, is no credential (401 without error)', () => {
     expect(extract()).toEqual({ kind: 'none' })
     expect(extract(['x-authorization', 'Bearer tok'], ['authorization-x', 'Bearer tok'])).toEqual({ kind: 'none' })
-    for (const v of ['Basic dTE6cA==', 'Negotiate abc', 'DPoP tok', 'Bearertok', 'Bearer\ttok', '']) expect(extract(['authorization', v])).toEqual({ kind: 'none' })
+    for (const v of ['Basic dTE6cA==', 'Negotiate abc', 'DPoPtok', 'Bearertok', 'Bearer\ttok', '']) expect(extract(['authorization', v])).toEqual({ kind: 'none' })
+  })
+
+  it('DPOP-01: the DPoP scheme (any case) yields its token; the auth stage decides whether the route accepts it', () => {
+    expect(extract(['authorization', 'DPoP tok'])).toEqual({ kind: 'dpop', token: 'tok' })
+    expect(extract(['authorization', 'dpop tok'])).toEqual({ kind: 'dpop', token: 'tok' })
+    expect(dpopProofs(['DPoP', 'a.b.c', 'dpop', ' d.e.f ', 'x-dpop', 'g'])).toEqual(['a.b.c', 'd.e.f'])
   })
 
   it('CHL-06 / ATK-28 / two headers, an empty token or a non-token68 value → 400 invalid_request', () => {

@@ -1,7 +1,8 @@
 import { Writable } from 'node:stream'
 import { describe, expect, it } from 'vitest'
 import { newContext } from '../../../gateway/context.js'
-import { auditLogger, auditRecord, writeAudit } from '../../../gateway/observability/audit.js'
+import { auditRecord, writeAudit } from '../../../gateway/observability/audit.js'
+import { AuditChain } from '../../../gateway/observability/audit-chain.js'
 import { createLogger } from '../../../gateway/observability/logger.js'
 
 function sink(): { stream: Writable; lines: string[] } {
@@ -33,6 +34,11 @@ function exchange() {
 }
 
 const withoutTime = (line: string) => line.replace(/"time":"[^"]+"/, '"time":"T"')
+const withoutChain = (line: string) => line.replace(/,"chain":\{[^}]*\}/, '')
+
+function chained(logger: ReturnType<typeof createLogger>, out: { stream: Writable }): AuditChain {
+  return new AuditChain({ replica: 'r', bindings: logger.bindings(), out: (l) => out.stream.write(`${l}\n`) })
+}
 
 describe('audit line without the redaction pass', () => {
   it('is byte for byte the line request.log.info({ audit }) wrote (keys, order, escaping), time aside', () => {
@@ -41,26 +47,28 @@ describe('audit line without the redaction pass', () => {
     const { request, reply } = exchange()
     // What Fastify's request.log is: a child of the gateway logger bound to the request id.
     createLogger('info', before.stream).child({ reqId: 'req-1' }).info({ audit: auditRecord(request, reply) }, 'mcp.request')
-    writeAudit(auditLogger(createLogger('info', after.stream)), request, reply, 'mcp.request')
+    const logger = createLogger('info', after.stream)
+    writeAudit(logger, chained(logger, after), request, reply, 'mcp.request')
     expect(before.lines).toHaveLength(1)
     expect(after.lines).toHaveLength(1)
-    expect(withoutTime(after.lines[0]!)).toBe(withoutTime(before.lines[0]!))
+    expect(withoutChain(withoutTime(after.lines[0]!))).toBe(withoutTime(before.lines[0]!))
     const parsed = JSON.parse(after.lines[0]!) as Record<string, unknown>
-    expect(Object.keys(parsed)).toEqual(['level', 'time', 'service', 'reqId', 'audit', 'msg'])
+    expect(Object.keys(parsed)).toEqual(['level', 'time', 'service', 'reqId', 'audit', 'chain', 'msg'])
     expect(after.lines[0]).not.toContain('secret-token')
   })
 
   it('follows the level: nothing is written below info', () => {
     const out = sink()
     const { request, reply } = exchange()
-    writeAudit(auditLogger(createLogger('warn', out.stream)), request, reply, 'mcp.request')
+    const logger = createLogger('warn', out.stream)
+    writeAudit(logger, chained(logger, out), request, reply, 'mcp.request')
     expect(out.lines).toEqual([])
   })
 
   it('leaves redaction on for every other line of the gateway logger', () => {
     const out = sink()
     const logger = createLogger('info', out.stream)
-    auditLogger(logger)
+    chained(logger, out)
     logger.info({ exchange: { access_token: 'leak-me' } }, 'x')
     expect(out.lines[0]).not.toContain('leak-me')
     expect(out.lines[0]).toContain('[redacted]')

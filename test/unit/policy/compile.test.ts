@@ -111,6 +111,33 @@ rules:
     expect(text).toMatch(/warning: no policy applies to route "beta"/)
   })
 
+  it('a method name that MCP does not define, or a glob matching none, is a warning with its position; known names and globs are not', () => {
+    const out = problems({
+      'p.yaml': doc(`  - id: lifecycle
+    effect: allow
+    methods: [initialize, ping, server/discover, logging/setLevel, "notifications/*", tools/list, Tools/List, "tool/*"]
+  - id: own
+    effect: allow
+    methods: [x-company/reindex]
+`),
+    })
+    expect(out.filter((w) => w.includes('MCP method'))).toEqual([
+      'p.yaml:8:99  warning: rules[0].methods[6]: "Tools/List" is no MCP method; did you mean "tools/list"?',
+      'p.yaml:8:111  warning: rules[0].methods[7]: "tool/*" is no MCP method (the pattern matches none)',
+      'p.yaml:11:15  warning: rules[1].methods[0]: "x-company/reindex" is no MCP method',
+    ])
+  })
+
+  it('limits / methods are checked the same way', () => {
+    const out = problems({
+      'p.yaml': `${doc(`  - { id: a, effect: allow, methods: [ping] }
+`)}limits:
+  - { name: l, methods: [tools/cal], key: [subject], limit: 10, per: 1m }
+`,
+    })
+    expect(out.filter((w) => w.includes('MCP method'))).toEqual(['p.yaml:8:26  warning: limits[0].methods[0]: "tools/cal" is no MCP method; did you mean "tools/call"?'])
+  })
+
   it('version / a content hash: same files same version, any byte changes it', () => {
     const files = { 'p.yaml': doc(`  - { id: a, effect: allow, methods: [ping] }\n`) }
     expect(compile(files).set.version).toBe(compile(files).set.version)

@@ -28,9 +28,14 @@ describe('policy/evaluate', () => {
     ['deny / POL-06 case variant', call('SEARCH'), { effect: 'deny' }],
     ['allow / resource under a prefix', { route: 'alpha', method: 'resources/read', name: 'file:///srv/docs/a.md', principal: principal(), now: NOW }, { effect: 'allow', ruleId: 'docs' }],
     ['allow / prompt', { route: 'alpha', method: 'prompts/get', name: 'summarize', principal: principal(), now: NOW }, { effect: 'allow', ruleId: 'summarize' }],
-    ...['file:///srv/docs/../secrets/key', 'file:///srv/docs/%2e%2e/secrets/key', 'file:///srv/docs%2F..%2Fsecrets/key', 'file:///srv/docs/a\\..\\b', 'file:///srv/docs/./a.md'].map(
-      (uri): [string, DecisionInput, { effect: string; reason: string }] => [`deny / POL-07 ATK-54 traversal ${uri}`, { route: 'alpha', method: 'resources/read', name: uri, principal: principal(), now: NOW }, { effect: 'deny', reason: 'invalid-name' }],
+    // Dot segments are resolved (RFC 3986 §5.2.4) before matching, so a traversal is decided on the target it names.
+    ...['file:///srv/docs/../secrets/key', 'file:///srv/docs/%2e%2e/secrets/key', 'file:///srv/docs/.%2E/secrets/key', 'file:///srv/docs/a/../../secrets/key'].map(
+      (uri): [string, DecisionInput, { effect: string; reason: string }] => [`deny / POL-07 ATK-54 traversal ${uri}`, { route: 'alpha', method: 'resources/read', name: uri, principal: principal(), now: NOW }, { effect: 'deny', reason: 'no-rule-matched' }],
     ),
+    ...['file:///srv/docs%2F..%2Fsecrets/key', 'file:///srv/docs/a\\..\\b', 'file:///srv/docs/%252e%252e/x', 'file:///srv/docs/a%00.md', 'file://x@host/srv/docs/a.md', 'file:///srv/docs/a\tb'].map(
+      (uri): [string, DecisionInput, { effect: string; reason: string }] => [`deny / POL-07 ATK-54 ambiguous spelling ${JSON.stringify(uri)}`, { route: 'alpha', method: 'resources/read', name: uri, principal: principal(), now: NOW }, { effect: 'deny', reason: 'invalid-name' }],
+    ),
+    ['allow / POL-07 a dot segment that stays inside the prefix', { route: 'alpha', method: 'resources/read', name: 'file:///srv/docs/./sub/../a.md', principal: principal(), now: NOW }, { effect: 'allow', ruleId: 'docs' }],
     ['deny / POL-07 sibling prefix', { route: 'alpha', method: 'resources/read', name: 'file:///srv/docs-private/x', principal: principal(), now: NOW }, { effect: 'deny', reason: 'no-rule-matched' }],
     ['allow / POL-07 scheme and host compare case-insensitively', { route: 'alpha', method: 'resources/subscribe', name: 'FILE:///srv/docs/a.md', principal: principal(), now: NOW }, { effect: 'allow', ruleId: 'docs' }],
     ['deny / POL-07 paths compare exactly', { route: 'alpha', method: 'resources/read', name: 'file:///SRV/docs/a.md', principal: principal(), now: NOW }, { effect: 'deny' }],

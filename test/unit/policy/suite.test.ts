@@ -84,8 +84,34 @@ policies: { dir: ${policyDir} }
     mkdirSync(join(d, 'policies'))
     writeFileSync(join(d, 'gateway.yaml'), gatewayYaml('./policies'))
     writeFileSync(join(d, 'policies', 'p.yaml'), POLICY)
-    expect(checkPolicies(join(d, 'gateway.yaml')).warnings).toEqual([])
+    const { loadConfigFile } = await import('../../../gateway/config/load.js')
+    const { formatProblem } = await import('../../../gateway/errors.js')
+    const file = join(d, 'gateway.yaml')
+    expect(checkPolicies(file, loadConfigFile(file).config).problems).toEqual([])
     writeFileSync(join(d, 'policies', 'p.yaml'), POLICY.replace('routes: [r]', 'routes: [r, nope]'))
-    expect(() => checkPolicies(join(d, 'gateway.yaml'))).toThrow(/p\.yaml:4:13 {2}routes\[1\]: unknown route "nope" \(known: r\)/)
+    expect(checkPolicies(file, loadConfigFile(file).config).problems.map(formatProblem)).toEqual([expect.stringMatching(/p\.yaml:4:13 {2}routes\[1\]: unknown route "nope" \(known: r\)/)])
+    // A config that did not load: the policies are still checked against the routes it names.
+    expect(checkPolicies(file, undefined).problems.map(formatProblem)).toEqual([expect.stringMatching(/p\.yaml:4:13 {2}routes\[1\]: unknown route "nope" \(known: r\)/)])
+  })
+
+  it('check / policy test: a method name that is no MCP method is a warning at its file:line:column (issue 16 item 3)', async () => {
+    const { checkPolicies } = await import('../../../gateway/policy/cli.js')
+    const d = mkdtempSync(join(tmpdir(), 'mcpw-check-'))
+    mkdirSync(join(d, 'policies'))
+    writeFileSync(join(d, 'gateway.yaml'), gatewayYaml('./policies'))
+    const typo = POLICY.replace('methods: [ping]', 'methods: [ping, logging/setLevl]')
+    writeFileSync(join(d, 'policies', 'p.yaml'), typo)
+    const file = join(d, 'policies', 'p.yaml')
+    const { loadConfigFile } = await import('../../../gateway/config/load.js')
+    const { formatProblem } = await import('../../../gateway/errors.js')
+    expect(checkPolicies(join(d, 'gateway.yaml'), loadConfigFile(join(d, 'gateway.yaml')).config).problems.map(formatProblem)).toEqual([`${file}:6:48  warning: rules[0].methods[1]: "logging/setLevl" is no MCP method; did you mean "logging/setLevel"?`])
+    writeFileSync(join(d, 'policies', 'p_test.yaml'), `name: s
+principals: { anon: {} }
+requests: { ping: { route: r, method: ping } }
+expect: [{ principal: anon, request: ping, effect: allow }]
+`)
+    const r = run(['test', join(d, 'policies')])
+    expect(r.code).toBe(0)
+    expect(r.out).toContain(`${file}:6:48  warning: rules[0].methods[1]: "logging/setLevl" is no MCP method`)
   })
 })

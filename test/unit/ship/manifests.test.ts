@@ -1,15 +1,18 @@
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { parse } from 'yaml'
 import { loadConfigText } from '../../../gateway/config/load.js'
-import { CHART_DIR, loadChart, readYamlFile, ValuesError, type Manifest, type Values } from '../../helpers/chart.js'
+import { CHART_DIR, KUSTOMIZE_DIR, kustomizeBuild, loadChart, parseManifests, readYamlFile, ValuesError, type Manifest, type Values } from '../../helpers/chart.js'
 import { k8sProblems } from '../../helpers/k8s.js'
-import { KUSTOMIZE_DIR, kustomizeBuild } from '../../helpers/kustomize.js'
+import { kustomizeVersions } from '../../helpers/k8s-tools.js'
 
 type Obj = Record<string, any> // eslint-disable-line @typescript-eslint/no-explicit-any
 const chart = loadChart()
 const example = (name: string) => readYamlFile(join(CHART_DIR, 'examples', `${name}-values.yaml`))
+const EXAMPLES = readdirSync(join(CHART_DIR, 'examples')).filter((f) => f.endsWith('-values.yaml')).map((f) => f.replace(/-values\.yaml$/, ''))
+const KUSTOMIZE = kustomizeVersions()
+const OVERLAYS = ['base', 'overlays/ingress', 'overlays/sidecar']
 const everythingOn: Values = {
   ingress: { enabled: true },
   autoscaling: { enabled: true },
@@ -34,17 +37,19 @@ const sentinelValues: Values = {
 }
 const clusterValues: Values = { redis: { enabled: true, cluster: { nodes: [{ host: 'redis-cluster-0.redis-cluster', port: 6379 }] }, passwordSecret: { name: 'redis-auth', key: 'password' } } }
 
-/** Every manifest set we ship: chart renders with default and example values, kustomize builds, examples. */
+/**
+ * Every manifest set we ship: `helm template` with default, example and other values; every
+ * kustomization built by every kustomize version at hand.
+ */
 const SETS: Record<string, () => Manifest[]> = {
   'chart defaults': () => chart.render().manifests,
-  'chart ingress example': () => chart.render([example('ingress')]).manifests,
-  'chart sidecar example': () => chart.render([example('sidecar')]).manifests,
+  ...Object.fromEntries(EXAMPLES.map((e) => [`chart ${e} example`, () => chart.render([example(e)]).manifests])),
   'chart everything enabled': () => chart.render([everythingOn]).manifests,
   'chart redis sentinel': () => chart.render([sentinelValues]).manifests,
   'chart redis cluster': () => chart.render([clusterValues]).manifests,
-  'kustomize base': () => kustomizeBuild(join(KUSTOMIZE_DIR, 'base')),
-  'kustomize overlay ingress': () => kustomizeBuild(join(KUSTOMIZE_DIR, 'overlays', 'ingress')),
-  'kustomize overlay sidecar': () => kustomizeBuild(join(KUSTOMIZE_DIR, 'overlays', 'sidecar')),
+  ...Object.fromEntries(
+    KUSTOMIZE.flatMap(({ kubectl, version }) => OVERLAYS.map((o) => [`kustomize ${version} ${o}`, () => kustomizeBuild(kubectl, join(KUSTOMIZE_DIR, o))])),
+  ),
 }
 const ENV = { MCP_WARDEN_REDIS_URL: 'redis://redis:6379', MCP_WARDEN_CORP_CLIENT_SECRET: 's3cret', MCP_WARDEN_REDIS_PASSWORD: 'pw', MCP_WARDEN_REDIS_SENTINEL_PASSWORD: 'spw' }
 
@@ -113,6 +118,44 @@ describe.each(Object.entries(SETS))('%s', (_name, build) => {
   })
 })
 
+describe('real tools', () => {
+  it('at least two kustomize versions build the overlays (the machine\'s and 1.35\'s)', () => {
+    expect(KUSTOMIZE.length).toBeGreaterThanOrEqual(2)
+  })
+
+  it('every kustomize version builds the same manifests', () => {
+    for (const o of OVERLAYS) {
+      const [first, ...rest] = KUSTOMIZE.map(({ kubectl }) => kustomizeBuild(kubectl, join(KUSTOMIZE_DIR, o)))
+      for (const other of rest) expect(other, o).toEqual(first)
+    }
+  })
+
+  it('the sidecar overlay drops the standalone Deployment, Service and PDB, keeps its ConfigMaps and ServiceAccount', () => {
+    const ms = kustomizeBuild(KUSTOMIZE[0]!.kubectl, join(KUSTOMIZE_DIR, 'overlays', 'sidecar'))
+    expect(ms.map((m) => `${m.kind}/${m.metadata.name}`).sort()).toEqual(
+      ['ConfigMap/mcp-warden-config', 'ConfigMap/mcp-warden-policies', 'Deployment/tickets-mcp', 'Service/tickets-mcp', 'ServiceAccount/mcp-warden'].sort(),
+    )
+  })
+
+  it.each(['defaults', ...EXAMPLES])('helm lint --strict passes with %s values', (name) => {
+    const r = chart.lint(name === 'defaults' ? [] : [example(name)])
+    expect(r.ok, r.stdout + r.stderr).toBe(true)
+  })
+
+  it('NOTES warn that the default image is not published, and suggest no npx outside a checkout', () => {
+    const notes = chart.notes()
+    expect(notes).toContain('WARNING: image.repository is the default ghcr.io/mcp-warden/mcp-warden, which is not published')
+    expect(notes).not.toContain('npx')
+    const own = chart.notes([{ image: { repository: 'registry.example.com/platform/mcp-warden' } }])
+    expect(own).not.toContain('WARNING')
+    expect(own).toContain('registry.example.com/platform/mcp-warden:0.1.0 check --config /c.yaml')
+  })
+
+  it('helm lint --strict fails on a values-schema refusal (the lint check can fail)', () => {
+    expect(chart.lint([{ replicas: 3 }]).ok).toBe(false)
+  })
+})
+
 describe('chart', () => {
   it('renders the Redis URL and client secrets as secretKeyRefs, never into the ConfigMap', () => {
     const { manifests } = chart.render([example('ingress')])
@@ -172,7 +215,11 @@ describe('chart', () => {
     expect(runtime).toMatch(/^USER 1000:1000$/m)
     expect(runtime).toMatch(/^STOPSIGNAL SIGTERM$/m)
     expect(runtime).toMatch(/^EXPOSE 8080 9090$/m)
-    expect(dockerfile).toMatch(/^ARG NODE_IMAGE=node:\d+\.\d+\.\d+-bookworm-slim$/m)
+    const nodeMajor = Number(/^ARG NODE_IMAGE=node:(\d+)\.\d+\.\d+-bookworm-slim$/m.exec(dockerfile)?.[1])
+    // The image runs a Node the package supports, and an LTS line (even major).
+    const engines = JSON.parse(readFileSync(join(CHART_DIR, '..', '..', 'package.json'), 'utf8')).engines.node as string
+    expect(nodeMajor).toBeGreaterThanOrEqual(Number(/^>=(\d+)$/.exec(engines)![1]))
+    expect(nodeMajor % 2).toBe(0)
     // No secret material is baked in: no ENV/ARG that looks like a credential.
     expect(dockerfile).not.toMatch(/^(ENV|ARG)\b.*(SECRET|TOKEN|PASSWORD|KEY)/im)
     const pod = pods(chart.render().manifests)[0]!.spec.template.spec
@@ -204,15 +251,30 @@ describe('values.schema.json (helm install refuses bad values)', () => {
     ['ingress path type typo', { ingress: { enabled: true, hosts: [{ host: 'a', paths: [{ path: '/', pathType: 'prefix' }] }] } }],
     ['HPA target above 100%', { autoscaling: { targetCPUUtilizationPercentage: 150 } }],
   ]
-  it.each(bad)('rejects %s', (_n, v) => {
-    expect(() => chart.values(v)).toThrow(ValuesError)
+  it.each(bad)('helm template rejects %s', (_n, v) => {
+    expect(() => chart.render([v])).toThrow(ValuesError)
   })
 
-  it('accepts the defaults and both examples', () => {
-    expect(() => chart.values()).not.toThrow()
-    expect(() => chart.values(example('ingress'))).not.toThrow()
-    expect(() => chart.values(example('sidecar'))).not.toThrow()
-    expect(() => chart.values(sentinelValues)).not.toThrow()
-    expect(() => chart.values(clusterValues)).not.toThrow()
+  it('the refusals come from values.schema.json, not from a template failing on the bad value', () => {
+    for (const [n, v] of bad) {
+      let message = ''
+      try {
+        chart.render([v])
+      } catch (e) {
+        message = (e as Error).message
+      }
+      expect(message, n).toMatch(/values don't meet the specifications of the schema/)
+    }
+  })
+})
+
+describe('deploy/examples', () => {
+  it('the example Redis validates against the Kubernetes API schema and says it is not for production', () => {
+    const file = join(KUSTOMIZE_DIR, '..', 'examples', 'redis.yaml')
+    const text = readFileSync(file, 'utf8')
+    const ms = parseManifests(text, file)
+    expect(ms.map((m) => m.kind)).toEqual(['Deployment', 'Service'])
+    expect(ms.flatMap(k8sProblems)).toEqual([])
+    expect(text).toMatch(/^# NOT FOR PRODUCTION/)
   })
 })
