@@ -8,6 +8,7 @@ import type { GatewayError } from './errors.js'
 import type { ParsedBody } from './mcp/jsonrpc.js'
 import type { CompiledApproval } from './policy/compile.js'
 import type { HttpFacts } from './proxy/path.js'
+import type { TraceSpan } from './observability/tracing.js'
 import type { IncomingHttpHeaders } from 'node:http'
 
 export interface McpContext {
@@ -59,6 +60,8 @@ export interface RequestContext {
    * piped through untouched.
    */
   transformResponse: ((message: unknown) => unknown) | undefined
+  /** The request's server span; undefined whenever tracing is off (observability/request-span.ts). */
+  span: TraceSpan | undefined
   /**
    * Session state learned from the upstream's answer (session/plugin.ts): awaited for each
    * message of an SSE answer, and of a JSON answer when `json`, before the client can see it;
@@ -98,5 +101,6 @@ export const newContext = (route: RuntimeRoute | undefined): RequestContext => (
   approval: undefined,
   rateLimit: undefined,
   transformResponse: undefined,
+  span: undefined,
   watchResponse: undefined,
 })

@@ -39,6 +39,8 @@ import { buildAdminServer, type ReadinessCheck } from './observability/admin.js'
 import { writeAudit } from './observability/audit.js'
 import { createAuditOutput } from './observability/audit-output.js'
 import { createMetrics, type Metrics } from './observability/metrics.js'
+import { endRequestSpan, startRequestSpan, tracedStage } from './observability/request-span.js'
+import { startTracing, type Tracing, type TracingSettings } from './observability/tracing.js'
 import type { Bridge } from './bridge/bridge.js'
 import type { PolicyEngine } from './policy/engine.js'
 import { createPolicyEngine, policyStage } from './policy/plugin.js'
@@ -58,6 +60,8 @@ import { checkSessionHook, observeSessions, observeSessionState, sessionStateSta
 import { NegotiatedVersions } from './session/negotiated.js'
 import { ServerRequests } from './session/server-requests.js'
 
+const GATEWAY_VERSION = '0.1.0'
+
 export interface GatewayDeps {
   logger: Logger
   store?: SharedStore
@@ -66,6 +70,8 @@ export interface GatewayDeps {
   /** Extra preHandler stages (decide, credentials), in pipeline order, per route. */
   stages?: (route: RuntimeRoute) => preHandlerHookHandler[]
   now?: () => number
+  /** Overrides observability.tracing (tests: a short flush interval). */
+  tracing?: TracingSettings
 }
 
 export interface Gateway {
@@ -82,6 +88,8 @@ export interface Gateway {
   egress: FastifyInstance | undefined
   /** Extra readiness checks registered by later stages. */
   readiness: ReadinessCheck[]
+  /** OpenTelemetry tracing; undefined when off (the default). */
+  tracing: Tracing | undefined
   /** Bridges serving the routes whose upstream is stdio or legacy SSE, by route name. */
   bridges: ReadonlyMap<string, Bridge>
   start(): Promise<{ url: string; adminUrl: string; egressUrl?: string }>
@@ -107,6 +115,10 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
   const { logger } = deps
   const metrics = deps.metrics ?? createMetrics()
   const audit = createAuditOutput(config.audit, { logger, metrics })
+  // Off by default: then undefined, the SDK is never imported and no hook below is installed.
+  const tracing = await startTracing(deps.tracing ?? config.observability.tracing, logger, GATEWAY_VERSION)
+  // Only stages that can wait get wrapped; with tracing off this is the identity.
+  const traced = <S>(name: string, stage: S): S => (tracing ? tracedStage(tracing, name, stage) : stage)
   const store =
     deps.store ??
     (config.cache.redis
@@ -170,6 +182,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     // An audit sink with a full buffer and onFull: block: no request is served that cannot be recorded.
     if (audit.blocking()) throw new GatewayError('GW_AUDIT_UNAVAILABLE', { detail: 'audit buffer full', retryAfter: 5 })
   })
+  if (tracing) app.addHook('onRequest', startRequestSpan(tracing))
   app.setErrorHandler((err, request, reply) => sendError(request, reply, err))
   app.setNotFoundHandler((request, reply) => sendError(request, reply, new GatewayError('GW_HTTP_NOT_FOUND')))
   app.addHook('onResponse', async (request, reply) => {
@@ -184,12 +197,13 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     else if (code === 'GW_HTTP_BODY_TOO_LARGE') metrics.limitsExceeded.inc({ limit: 'body' })
     else if (code === 'GW_HTTP_TOO_MANY_STREAMS') metrics.limitsExceeded.inc({ limit: 'streams' })
     if (request.raw.method !== 'OPTIONS') writeAudit(logger, audit.chain, request, reply, 'mcp.request')
+    if (tracing) endRequestSpan(tracing, request, reply)
   })
 
   registerJsonBodyParser(app)
   registerResourceMetadata(app, config)
   const dpopAccepted = [...config.issuers.values()].some((i) => i.dpop)
-  const authenticate = authenticateHook(validator, metrics, dpopAccepted ? { verifier: new DpopVerifier(store, deps.now), config } : undefined)
+  const authenticate = traced('mcp-warden.authenticate', authenticateHook(validator, metrics, dpopAccepted ? { verifier: new DpopVerifier(store, deps.now), config } : undefined))
   const gate = config.server.authFailures && addressGate(new AddressFailures(config.server.authFailures.limit, config.server.authFailures.perMs), metrics)
   const policies = createPolicyEngine(config, logger, metrics)
   // Human approval (docs/approvals.md): only where some issuer has an approval channel.
@@ -197,7 +211,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
   if (approvals) registerApprovalCallbacks(app, approvals)
   const decide = policies ? [policyStage(policies, metrics, { rawArguments: config.policies!.rawArguments, approvals: approvals !== undefined, ...(deps.now ? { now: deps.now } : {}) })] : []
   // Rate limits live in policy documents; shared through Redis when configured, else per replica.
-  if (policies) decide.push(limitStage(policies, rateLimiter(config, store, logger), metrics, { onRedisDown: config.policies!.limitsOnRedisDown, logger }))
+  if (policies) decide.push(traced('mcp-warden.rate_limit', limitStage(policies, rateLimiter(config, store, logger), metrics, { onRedisDown: config.policies!.limitsOnRedisDown, logger })))
   const pins = new PinBook(store)
   // Sealed session ids (session/sealed-id.ts): every replica can decide every session without Redis.
   const signingKey = config.sessions.signingKey && Buffer.from(config.sessions.signingKey.reveal(), 'utf8')
@@ -233,7 +247,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     // 2026-07-28 requests are answered last, through the gateway's upstream session (gateway/modern/).
     const modern = mcp ? [modernStage({ route, target, sessions: upstreamSessions, metrics })] : []
     // A held call is asked for after rate limits, so an agent cannot flood a user's phone.
-    const preHandler = [...(mcp ? [checkMcpRequest, checkSession, sessionState, ...decide, ...(route.pinning ? [pinningStage(pins, route, metrics)] : []), ...(approvals ? [approvalStage(approvals, route)] : [])] : []), ...(deps.stages?.(route) ?? []), ...credentialStage(broker, route), ...modern]
+    const preHandler = [...(mcp ? [checkMcpRequest, checkSession, sessionState, ...decide, ...(route.pinning ? [pinningStage(pins, route, metrics)] : []), ...(approvals ? [traced('mcp-warden.approval', approvalStage(approvals, route))] : [])] : []), ...(deps.stages?.(route) ?? []), ...credentialStage(broker, route).map((s) => traced('mcp-warden.credential', s)), ...modern.map((s) => traced('mcp-warden.upstream_session', s))]
     const onRequest = gate ? [gate.gate, authenticate, gate.pass] : [authenticate]
     // sessionStateObserver first: it reads the upstream's session id before sessionObserver seals it.
     await registerRouteProxy(app, route, { onRequest, preHandler, onUpstreamResponse: mcp ? [sessionStateObserver, sessionObserver] : [] }, metrics, target)
@@ -277,6 +291,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     egress,
     readiness,
     bridges,
+    tracing,
     async start() {
       await validator.init()
       if (config.policies?.watch) policies?.watch()
@@ -303,6 +318,8 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
       await store.close()
       // Last: the requests drained above are in the chain before its final checkpoint.
       await audit.close(config.server.shutdownGraceMs)
+      // Flushes the spans still batched.
+      await tracing?.shutdown()
     },
   }
 }

@@ -172,6 +172,17 @@ export interface RuntimePolicies {
   readonly limitsReplicas: number
 }
 
+/** observability.tracing; unset fields fall back to the OTEL_* environment (observability/tracing.ts). */
+export interface RuntimeTracing {
+  readonly enabled: boolean
+  readonly endpoint: string | undefined
+  readonly protocol: 'http/protobuf' | 'grpc' | undefined
+  readonly ratio: number | undefined
+  readonly parentBased: boolean | undefined
+  readonly serviceName: string | undefined
+  readonly principal: readonly ('subject' | 'client' | 'issuer' | 'actor')[]
+}
+
 export interface RuntimeConfig {
   readonly file: string
   readonly baseDir: string
@@ -193,6 +204,7 @@ export interface RuntimeConfig {
   readonly egress: RuntimeEgress | undefined
   readonly cache: { readonly redis: RuntimeRedis | undefined }
   readonly logging: { readonly level: string }
+  readonly observability: { readonly tracing: RuntimeTracing }
   /** Audit chain, checkpoints and sinks (docs/audit.md). */
   readonly audit: RuntimeAudit
   readonly sessions: { readonly ttlMs: number; readonly signingKey: Secret | undefined }
@@ -337,6 +349,17 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
     egress,
     cache: { redis },
     logging: { level: input.logging.level },
+    observability: {
+      tracing: {
+        enabled: input.observability.tracing.enabled,
+        endpoint: input.observability.tracing.endpoint,
+        protocol: input.observability.tracing.protocol,
+        ratio: input.observability.tracing.sampler.ratio,
+        parentBased: input.observability.tracing.sampler.parentBased,
+        serviceName: input.observability.tracing.serviceName,
+        principal: input.observability.tracing.principal,
+      },
+    },
     audit: normalizeAudit(input.audit, { src, baseDir, env, problems, warnings }),
     sessions: { ttlMs: parseDuration(input.sessions.ttl), signingKey: sessionSigningKey(src, input.sessions.signingKey, baseDir, env, problems, warnings) },
     policies,

@@ -635,6 +635,34 @@ export const GatewayConfigSchema = Type.Object(
         { ...Strict, description: 'Declarative MCP policies (docs/policies.md). Without this section every authenticated request is forwarded; with it, default deny.' },
       ),
     ),
+    observability: Type.Object(
+      {
+        tracing: Type.Object(
+          {
+            enabled: Type.Boolean({ default: false, description: 'Export OpenTelemetry traces (docs/observability.md). Default false: the SDK is not even loaded.' }),
+            endpoint: Type.Optional(
+              Type.String({ pattern: '^https?://', description: 'OTLP collector: base URL for http/protobuf (/v1/traces is added), http(s)://host:port for grpc. Default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT, else the exporter default (localhost).' }),
+            ),
+            protocol: Type.Optional(Type.Union([Type.Literal('http/protobuf'), Type.Literal('grpc')], { description: 'OTLP transport. Default: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL / OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf.' })),
+            sampler: Type.Object(
+              {
+                ratio: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Share of new traces kept (trace-id ratio). Default: OTEL_TRACES_SAMPLER(_ARG), else 1.' })),
+                parentBased: Type.Optional(Type.Boolean({ description: "Follow the client's sampled flag when it sends a traceparent. Default: OTEL_TRACES_SAMPLER, else true." })),
+              },
+              { ...Strict, default: {} },
+            ),
+            serviceName: Type.Optional(Type.String({ minLength: 1, description: 'service.name of the spans. Default: OTEL_SERVICE_NAME, else mcp-warden.' })),
+            principal: Type.Array(Type.Union([Type.Literal('subject'), Type.Literal('client'), Type.Literal('issuer'), Type.Literal('actor')]), {
+              default: ['client', 'issuer'],
+              uniqueItems: true,
+              description: 'Which principal ids go into span attributes. Default [client, issuer]; add subject or actor only where traces may hold user ids.',
+            }),
+          },
+          { ...Strict, default: {} },
+        ),
+      },
+      { ...Strict, default: {}, description: 'Traces (docs/observability.md).' },
+    ),
     audit: Type.Optional(
       Type.Object(
         {

@@ -14,6 +14,7 @@ import type { RuntimeRoute } from '../config/load.js'
 import { sendError } from '../error-handler.js'
 import { GatewayError } from '../errors.js'
 import type { Metrics } from '../observability/metrics.js'
+import type { TraceSpan } from '../observability/tracing.js'
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js'
 import { DROPPED_QUERY, mapPath } from './path.js'
 import { rewriteJsonBody, sseRewriter } from './response-transform.js'
@@ -346,6 +347,7 @@ function forwardMcp(request: FastifyRequest, reply: FastifyReply, f: McpForwardi
   Object.assign(headers, f.headers)
   const query = filterQuery(upstream.search, request.url)
   const res = reply.raw
+  const span = request.gw.span && upstreamSpan(request, upstream, headers)
 
   const direct = (status: number, upstreamHeaders: IncomingHttpHeaders): HeadDecision => {
     // From here the bytes go straight to the socket; Fastify's onResponse hooks (audit) still
@@ -363,6 +365,7 @@ function forwardMcp(request: FastifyRequest, reply: FastifyReply, f: McpForwardi
     headers,
     body,
     onHead: (status, h, makeStream) => {
+      if (span) endUpstreamSpan(span, status, res)
       const ct = h['content-type']
       const sse = typeof ct === 'string' && ct.startsWith('text/event-stream')
       if (sse || isUpstreamChallenge(status, h) || (status === 200 && (request.gw.transformResponse || request.gw.watchResponse?.json))) {
@@ -383,6 +386,8 @@ function forwardMcp(request: FastifyRequest, reply: FastifyReply, f: McpForwardi
       )
     },
     onError: (err) => {
+      span?.fail((err as { code?: string }).code ?? 'error')
+      span?.end()
       if (reply.sent || res.headersSent) return void res.destroy()
       sendError(request, reply, err instanceof GatewayError ? err : upstreamFailure(route, metrics, (err as { code?: string }).code))
     },
@@ -394,10 +399,38 @@ function forwardMcp(request: FastifyRequest, reply: FastifyReply, f: McpForwardi
   return reply
 }
 
+/**
+ * The upstream call as a CLIENT span (only with tracing on): the upstream receives this span's
+ * traceparent, never the client's, so its spans hang under the gateway's call. Bridges (stdio,
+ * legacy SSE) are this hop too: their loopback URL is what `server.address` shows.
+ */
+function upstreamSpan(request: FastifyRequest, upstream: URL, headers: Record<string, string | string[] | undefined>): TraceSpan {
+  const span = request.gw.span!.child(request.method, 'client', {
+    'http.request.method': request.method,
+    'server.address': upstream.hostname,
+    'server.port': Number(upstream.port || (upstream.protocol === 'https:' ? 443 : 80)),
+    'url.full': `${upstream.origin}${upstream.pathname}`,
+    'mcp_warden.route': request.gw.route!.name,
+  })
+  const h = span.headers()
+  headers.traceparent = h.traceparent
+  if (h.tracestate) headers.tracestate = h.tracestate
+  else delete headers.tracestate
+  return span
+}
+
+/** Ends at the response's end, so the span covers a streamed answer too. */
+function endUpstreamSpan(span: TraceSpan, status: number, res: { once(event: 'close', f: () => void): unknown }): void {
+  span.set({ 'http.response.status_code': status })
+  if (status >= 500) span.fail(String(status))
+  res.once('close', () => span.end())
+}
+
 const noRetry = (): null => null
 
 function forward(request: FastifyRequest, reply: FastifyReply, f: Forwarding, metrics: Metrics, observers: UpstreamResponseObserver[]): FastifyReply {
   const { route, body, upstream } = f
+  let span: TraceSpan | undefined
   return reply.from(f.source, {
     ...(body ? { body, contentType: 'application/json' } : {}),
     queryString: f.query,
@@ -415,12 +448,18 @@ function forward(request: FastifyRequest, reply: FastifyReply, f: Forwarding, me
         out['content-length'] = String(body.length)
       }
       if (request.gw.upstreamHeaders) Object.assign(out, request.gw.upstreamHeaders)
+      if (request.gw.span) span = upstreamSpan(request, upstream, out)
       // Headers the target itself requires (a bridge's key) go last: nothing overrides them.
       return Object.keys(f.headers).length > 0 ? Object.assign(out, f.headers) : out
     },
     rewriteHeaders: (headers) => clientResponseHeaders(headers, request.id) as IncomingHttpHeaders,
-    onResponse: (_req, rep, raw) => relayResponse(request, rep as FastifyReply, raw as unknown as UpstreamResponse, route, metrics, observers),
+    onResponse: (_req, rep, raw) => {
+      if (span) endUpstreamSpan(span, (raw as unknown as UpstreamResponse).statusCode, rep.raw)
+      relayResponse(request, rep as FastifyReply, raw as unknown as UpstreamResponse, route, metrics, observers)
+    },
     onError: (rep, { error }) => {
+      span?.fail((error as { code?: string }).code ?? 'error')
+      span?.end()
       const e = error as { statusCode?: number; code?: string; message?: string; cause?: { code?: string; message?: string } }
       // egress/address.ts refused the resolved address inside the connector: nothing was sent.
       const refused = e.code === 'EGRESS_ADDRESS_REFUSED' ? e : e.cause?.code === 'EGRESS_ADDRESS_REFUSED' ? e.cause : undefined
