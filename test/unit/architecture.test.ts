@@ -1,33 +1,16 @@
-import { readdirSync, readFileSync, statSync } from 'node:fs'
-import { join, relative } from 'node:path'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { ERROR_CATALOGUE } from '../../gateway/errors.js'
+import { checkImports, gatewaySources, parseRules } from '../helpers/import-rules.js'
 
 const root = join(import.meta.dirname, '..', '..', 'gateway')
-const files = (dir: string): string[] =>
-  readdirSync(dir).flatMap((f) => {
-    const p = join(dir, f)
-    return statSync(p).isDirectory() ? files(p) : p.endsWith('.ts') ? [p] : []
-  })
-const sources = files(root).map((p) => ({ path: relative(root, p), text: readFileSync(p, 'utf8') }))
-// Type-only imports vanish at compile time and do not couple a module to a runtime dependency.
-const imports = (text: string) => [...text.matchAll(/^import (?!type ).* from '([^']+)'/gm)].map((m) => m[1]!)
+const guarded = (name: string) => name === 'fastify' || name.startsWith('@fastify/')
 
 describe('architecture (docs/architecture.md)', () => {
-  it('only plugins and composition import fastify', () => {
-    const allowed = /(^|\/)plugin\.ts$|^server\.ts$|^error-handler\.ts$|^context\.ts$|^observability\/admin\.ts$/
-    const offenders = sources.filter((s) => imports(s.text).some((i) => i === 'fastify' || i.startsWith('@fastify/')) && !allowed.test(s.path)).map((s) => s.path)
-    expect(offenders).toEqual([])
-  })
-
-  it('errors.ts and lib/ import nothing from the gateway; config/ only errors and itself', () => {
-    for (const s of sources) {
-      const local = imports(s.text).filter((i) => i.startsWith('.'))
-      if (s.path === 'errors.ts' || s.path.startsWith('lib/')) expect(local.filter((i) => !i.startsWith('./')), s.path).toEqual([])
-      // The one exception: the schema registry publishes the policy document schema (pure TypeBox).
-      const allowed = (i: string) => i === '../errors.js' || (s.path === 'config/schemas.ts' && i === '../policy/schema.js')
-      if (s.path.startsWith('config/')) expect(local.filter((i) => !i.startsWith('./') && !allowed(i)), s.path).toEqual([])
-    }
+  it('every import of every gateway source is allowed by the folder table', () => {
+    const doc = readFileSync(join(root, '..', 'docs', 'architecture.md'), 'utf8')
+    expect(checkImports(gatewaySources(root), parseRules(doc), guarded)).toEqual([])
   })
 
   it('every error code is documented in docs/errors.md', () => {
