@@ -32,6 +32,11 @@ export class LruCache<V> {
     }
   }
 
+  /** Unexpired entries, least recently used first; iterating does not count as use. */
+  *live(now = Date.now()): Generator<[string, V]> {
+    for (const [k, e] of this.#entries) if (e.expiresAt > now) yield [k, e.value]
+  }
+
   delete(key: string): void {
     this.#entries.delete(key)
   }

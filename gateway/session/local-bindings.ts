@@ -14,6 +14,7 @@
  * Values are stored as the JSON of the whole entry value, so state another module adds to a
  * binding (e.g. the negotiated protocol version) is written back with it.
  */
+import { LruCache } from '../cache/lru.js'
 import type { SharedStore } from '../cache/store.js'
 
 export const RECHECK_MS = 30_000
@@ -27,42 +28,28 @@ export interface LocalEntry<V> {
   checkedAt: number
 }
 
+/** An entry lives until the binding's own absolute expiry; LRU beyond `max` (the cache/lru.ts policy). */
 export class LocalBindings<V> {
-  readonly #max: number
-  readonly #entries = new Map<string, LocalEntry<V>>()
+  readonly #cache: LruCache<LocalEntry<V>>
 
   constructor(max = 50_000) {
-    this.#max = max
+    this.#cache = new LruCache(max)
   }
 
   get(key: string, now: number): LocalEntry<V> | undefined {
-    const e = this.#entries.get(key)
-    if (!e) return undefined
-    if (e.expiresAt <= now) {
-      this.#entries.delete(key)
-      return undefined
-    }
-    this.#entries.delete(key)
-    this.#entries.set(key, e)
-    return e
+    return this.#cache.get(key, now)
   }
 
   set(key: string, value: V | undefined, expiresAt: number, checkedAt: number): void {
-    if (expiresAt <= checkedAt) return
-    this.#entries.delete(key)
-    this.#entries.set(key, { value, expiresAt, checkedAt })
-    if (this.#entries.size > this.#max) {
-      const oldest = this.#entries.keys().next().value
-      if (oldest !== undefined) this.#entries.delete(oldest)
-    }
+    this.#cache.set(key, { value, expiresAt, checkedAt }, expiresAt - checkedAt, checkedAt)
   }
 
-  *live(now: number): Generator<[string, LocalEntry<V>]> {
-    for (const [k, e] of this.#entries) if (e.expiresAt > now) yield [k, e]
+  live(now: number): Generator<[string, LocalEntry<V>]> {
+    return this.#cache.live(now)
   }
 
   get size(): number {
-    return this.#entries.size
+    return this.#cache.size
   }
 }
 
