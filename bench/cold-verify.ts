@@ -18,7 +18,7 @@ import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 import { exportJWK, generateKeyPair, SignJWT } from 'jose'
 import { pino } from 'pino'
-import { MemoryStore } from '../gateway/cache/store.js'
+import { MemoryStore } from '../gateway/store/shared-store.js'
 import { createMetrics } from '../gateway/observability/metrics.js'
 import { median } from './lib/stats.js'
 

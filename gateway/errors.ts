@@ -1,7 +1,7 @@
 /**
  * The one error catalogue. Every failure the gateway answers with has a stable code listed
  * here and in docs/errors.md (a unit test keeps the two in sync). This module knows nothing
- * about HTTP bodies: `error-handler.ts` is the one place where errors become responses.
+ * about HTTP bodies: `pipeline/error-handler.ts` is the one place where errors become responses.
  */
 
 /** Bounded label used in metrics and audit lines; never free text. */

@@ -5,7 +5,7 @@
  * loses), one consumption per approval (the call runs once), one AS poll per interval across
  * replicas. A store that is down answers "absent"/"lost", and the gate fails closed.
  */
-import type { SharedStore } from '../cache/store.js'
+import type { SharedStore } from '../store/shared-store.js'
 import type { ApprovalBinding } from './binding.js'
 
 export type Channel = 'ciba' | 'webhook'

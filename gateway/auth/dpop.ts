@@ -6,7 +6,7 @@
  * access … unless all checks are successful").
  */
 import { createHash, randomBytes } from 'node:crypto'
-import type { SharedStore } from '../cache/store.js'
+import type { SharedStore } from '../store/shared-store.js'
 import type { RuntimeDpop } from '../config/load.js'
 import { GatewayError } from '../errors.js'
 import { decodeUtf8Strict, parseStrictJson } from '../lib/strict-json.js'

@@ -11,8 +11,8 @@
  */
 import { createHash } from 'node:crypto'
 import type { Logger } from 'pino'
-import { LruCache } from '../cache/lru.js'
-import type { SharedStore } from '../cache/store.js'
+import { LruCache } from '../store/lru.js'
+import type { SharedStore } from '../store/shared-store.js'
 import type { RuntimeIssuer, RuntimeRoute } from '../config/load.js'
 import { GatewayError, isGatewayError, type Reason } from '../errors.js'
 import { OAuthClient, OAuthRequestError } from '../oauth/client.js'

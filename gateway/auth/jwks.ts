@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto'
 import type { JWK } from 'jose'
 import type { Logger } from 'pino'
-import type { SharedStore } from '../cache/store.js'
+import type { SharedStore } from '../store/shared-store.js'
 import type { RuntimeIssuer } from '../config/load.js'
 import { GatewayError } from '../errors.js'
 import { fetchJson, FetchError } from '../lib/fetch-json.js'

@@ -5,8 +5,8 @@
  */
 import { createHash } from 'node:crypto'
 import type { Logger } from 'pino'
-import { LruCache } from '../cache/lru.js'
-import type { SharedStore } from '../cache/store.js'
+import { LruCache } from '../store/lru.js'
+import type { SharedStore } from '../store/shared-store.js'
 import type { RuntimeConfig, RuntimeIssuer, RuntimeRoute } from '../config/load.js'
 import { GatewayError } from '../errors.js'
 import type { Metrics } from '../observability/metrics.js'

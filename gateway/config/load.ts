@@ -118,9 +118,9 @@ export interface RuntimeRoute {
   readonly credentials: RuntimeCredentials | undefined
   /** egress only: loopback/private/link-local ranges (CIDR) the target may resolve to. */
   readonly allowAddresses: readonly string[]
-  /** Also serve 2024-11-05 HTTP+SSE clients at <path>/sse and <path>/message (gateway/legacy/). */
+  /** Also serve 2024-11-05 HTTP+SSE clients at <path>/sse and <path>/message (gateway/transports/legacy/, pipeline/legacy-clients.ts). */
   readonly legacyClients?: boolean
-  /** MCP routes: how 2026-07-28 clients are served (gateway/modern/); undefined = caller. */
+  /** MCP routes: how 2026-07-28 clients are served (gateway/transports/modern/); undefined = caller. */
   readonly modernClients?: 'caller' | 'request' | 'native' | 'refuse'
   /**
    * What the route's challenges offer (docs/dpop.md): set when some issuer accepts DPoP.
@@ -133,7 +133,7 @@ export interface RuntimeRoute {
 
 /**
  * Where a route's MCP server is. `http` is proxied directly; `sse` and `stdio` are served by an
- * in-process bridge (gateway/bridge/) that speaks Streamable HTTP toward the proxy.
+ * in-process bridge (gateway/transports/bridge/) that speaks Streamable HTTP toward the proxy.
  */
 export interface RuntimeUpstream {
   readonly kind: 'http' | 'sse' | 'stdio'
@@ -296,7 +296,7 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
     seenMetadata.set(route.metadataPath, i)
     routes.push(route)
   })
-  // A route's legacy client paths (gateway/legacy/) must not shadow another route.
+  // A route's legacy client paths (gateway/transports/legacy/, pipeline/legacy-clients.ts) must not shadow another route.
   routes.forEach((r, i) => {
     if (!r.legacyClients) return
     for (const p of [`${r.path}/sse`, `${r.path}/message`]) if (seenPaths.has(p)) problems.push(problemAt(src, ['routes', i, 'legacyClients'], `${p} is already the path of routes[${seenPaths.get(p)}]`))

@@ -109,7 +109,7 @@ export function normalizeRedisConnection(r: RedisInput, ctx: RedisContext): Runt
 
 /**
  * The connection with its secrets revealed, for the Redis client only (the shape of
- * cache/redis.ts `RedisTarget`, kept structural so config/ imports nothing from cache/).
+ * store/redis.ts `RedisTarget`, kept structural so config/ imports nothing from store/).
  */
 export function revealRedisConnection(c: RuntimeRedisConnection) {
   if (c.mode === 'standalone') return { mode: c.mode, url: c.url.reveal() }

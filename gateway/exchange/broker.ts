@@ -10,7 +10,7 @@ import { SignJWT } from 'jose'
 import type { Logger } from 'pino'
 import type { IssuerMetadata } from '../auth/jwks.js'
 import type { Principal } from '../auth/principal.js'
-import type { SharedStore } from '../cache/store.js'
+import type { SharedStore } from '../store/shared-store.js'
 import type {
   ClientCredentialsStrategy,
   CredentialStrategy,
@@ -20,8 +20,7 @@ import type {
   TokenExchangeStrategy,
 } from '../config/credentials.js'
 import type { RuntimeIssuer, RuntimeRoute } from '../config/load.js'
-import type { CredentialRecord } from '../context.js'
-import { LruCache } from '../cache/lru.js'
+import { LruCache } from '../store/lru.js'
 import { GatewayError } from '../errors.js'
 import { importPrivateKey, OAuthClient, OAuthRequestError, type SigningKey } from '../oauth/client.js'
 import type { Metrics } from '../observability/metrics.js'
@@ -29,6 +28,17 @@ import { cacheKey, CredentialCache, type Cached, type CacheSource } from './cach
 import { acceptTokenResponse, InvalidTokenResponse, TOKEN_TYPE_URN, digestOf, type Expectation, type IssuedToken } from './issued.js'
 
 const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange'
+
+/** What the credential stage did, for the audit line. Never the credential itself. */
+export interface CredentialRecord {
+  strategy: string
+  /** `jti` of the downstream token, else its SHA-256 digest (base64url). */
+  tokenId?: string
+  tokenDigest?: string
+  /** issued (by the AS for this request), memory or shared (cache layer that had it). */
+  source?: 'issued' | 'memory' | 'shared'
+}
+
 /** RFC 7523 §2.1: an assertion as an authorization grant. */
 export const JWT_BEARER_GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer'
 

@@ -5,8 +5,8 @@
  * because they are bearer tokens. Concurrent misses for one key share one request (single flight).
  */
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto'
-import { LruCache } from '../cache/lru.js'
-import type { SharedStore } from '../cache/store.js'
+import { LruCache } from '../store/lru.js'
+import type { SharedStore } from '../store/shared-store.js'
 import type { Metrics } from '../observability/metrics.js'
 import type { IssuedToken } from './issued.js'
 

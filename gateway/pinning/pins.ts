@@ -6,7 +6,7 @@
  * until an operator approves them.
  */
 import { createHash } from 'node:crypto'
-import type { SharedStore } from '../cache/store.js'
+import type { SharedStore } from '../store/shared-store.js'
 
 export type PinMode = 'off' | 'observe' | 'enforce'
 

@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto'
 import type { Principal } from '../auth/principal.js'
-import type { SharedStore } from '../cache/store.js'
+import type { SharedStore } from '../store/shared-store.js'
 import { ENDED, LocalBindings, RECHECK_MS, WriteBack, type LocalEntry } from './local-bindings.js'
 import type { SessionSealer } from './sealed-id.js'
 

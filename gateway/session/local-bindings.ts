@@ -14,8 +14,8 @@
  * Values are stored as the JSON of the whole entry value, so state another module adds to a
  * binding (e.g. the negotiated protocol version) is written back with it.
  */
-import { LruCache } from '../cache/lru.js'
-import type { SharedStore } from '../cache/store.js'
+import { LruCache } from '../store/lru.js'
+import type { SharedStore } from '../store/shared-store.js'
 
 export const RECHECK_MS = 30_000
 /** Stored value of a session that was ended (DELETE, upstream 404). */
@@ -28,7 +28,7 @@ export interface LocalEntry<V> {
   checkedAt: number
 }
 
-/** An entry lives until the binding's own absolute expiry; LRU beyond `max` (the cache/lru.ts policy). */
+/** An entry lives until the binding's own absolute expiry; LRU beyond `max` (the store/lru.ts policy). */
 export class LocalBindings<V> {
   readonly #cache: LruCache<LocalEntry<V>>
 

@@ -7,8 +7,8 @@
  * replica decides alike; an in-process layer keeps a replica correct while Redis is down.
  */
 import { createHash } from 'node:crypto'
-import { LruCache } from '../cache/lru.js'
-import type { SharedStore } from '../cache/store.js'
+import { LruCache } from '../store/lru.js'
+import type { SharedStore } from '../store/shared-store.js'
 import { GatewayError } from '../errors.js'
 import type { ParsedBody } from '../mcp/jsonrpc.js'
 import { batchesAllowed, SUPPORTED_PROTOCOL_VERSIONS } from '../mcp/protocol.js'

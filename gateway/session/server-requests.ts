@@ -8,8 +8,8 @@
  */
 import { createHash } from 'node:crypto'
 import type { Principal } from '../auth/principal.js'
-import { LruCache } from '../cache/lru.js'
-import type { SharedStore } from '../cache/store.js'
+import { LruCache } from '../store/lru.js'
+import type { SharedStore } from '../store/shared-store.js'
 import type { JsonRpcId } from '../mcp/jsonrpc.js'
 
 /** How long the server may wait for a human (elicitation) before its request is forgotten. */

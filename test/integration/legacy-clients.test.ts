@@ -13,7 +13,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { McpError } from '@modelcontextprotocol/sdk/types.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { OTHER_AGENT_CLIENT_ID } from '../../demo/authorization-server.js'
-import { SseDecoder, type SseMessage } from '../../gateway/legacy/sse.js'
+import { SseDecoder, type SseMessage } from '../../gateway/transports/legacy/sse.js'
 import { sessionKey } from '../../gateway/session/binding.js'
 import { startRedis } from '../helpers/redis.js'
 import { startLegacySseServer, type LegacySseServer } from '../helpers/legacy-sse-server.js'

@@ -6,7 +6,7 @@ import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js'
 import type { JSONRPCMessage, RequestId } from '@modelcontextprotocol/sdk/types.js'
 import { pino } from 'pino'
 import { describe, expect, it } from 'vitest'
-import { Channel, type Downstream } from '../../gateway/bridge/relay.js'
+import { Channel, type Downstream } from '../../gateway/transports/bridge/relay.js'
 
 class FakeUpstream implements Transport {
   sent: JSONRPCMessage[] = []

@@ -9,14 +9,14 @@ import { SignJWT } from 'jose'
 import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Principal } from '../../gateway/auth/principal.js'
-import { MemoryStore } from '../../gateway/cache/store.js'
+import { MemoryStore } from '../../gateway/store/shared-store.js'
 import { loadConfigText } from '../../gateway/config/load.js'
 import { AddressPolicy, specialRange } from '../../gateway/egress/address.js'
 import { ConfigError } from '../../gateway/errors.js'
 import { CredentialBroker, JWT_BEARER_GRANT } from '../../gateway/exchange/broker.js'
 import { createMetrics } from '../../gateway/observability/metrics.js'
 import { correlationId, parseTraceparent } from '../../gateway/observability/trace.js'
-import { filterQuery, mapPath } from '../../gateway/proxy/path.js'
+import { filterQuery, mapPath } from '../../gateway/upstream/path.js'
 
 const code = (f: () => unknown): string => {
   try {

@@ -5,7 +5,7 @@
  * `ttlMs` or `cacheScope` (issue 16 item 2).
  */
 import { describe, expect, it } from 'vitest'
-import { discoverResult, toModernResponse, type UpstreamSession } from '../../gateway/modern/translate.js'
+import { discoverResult, toModernResponse, type UpstreamSession } from '../../gateway/transports/modern/translate.js'
 import { listFilter } from '../../gateway/policy/filter.js'
 import { schemaErrors as check } from '../helpers/mcp-schema.js'
 

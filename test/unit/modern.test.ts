@@ -3,12 +3,12 @@
  * (modern/translate.ts, modern/sessions.ts), without Fastify or a network.
  */
 import { describe, expect, it } from 'vitest'
-import { MemoryStore } from '../../gateway/cache/store.js'
+import { MemoryStore } from '../../gateway/store/shared-store.js'
 import { GatewayError } from '../../gateway/errors.js'
 import type { McpMessage } from '../../gateway/mcp/jsonrpc.js'
 import { checkBridgeable, checkModernMessage, decodeHeaderValue, isModernVersion, legacyParams, supportedVersions, unsupportedVersion } from '../../gateway/mcp/modern.js'
-import { modernSessionKey, UpstreamSessions } from '../../gateway/modern/sessions.js'
-import { classify, discoverResult, IdSource, initializeUpstream, postUpstream, sseData, toUpstreamRequest, type UpstreamSession } from '../../gateway/modern/translate.js'
+import { modernSessionKey, UpstreamSessions } from '../../gateway/transports/modern/sessions.js'
+import { classify, discoverResult, IdSource, initializeUpstream, postUpstream, sseData, toUpstreamRequest, type UpstreamSession } from '../../gateway/transports/modern/translate.js'
 
 const V = '2026-07-28'
 const META = { 'io.modelcontextprotocol/protocolVersion': V, 'io.modelcontextprotocol/clientInfo': { name: 'c', version: '1' } }

@@ -87,7 +87,7 @@ describe('image layout (Dockerfile runtime stage, no Docker engine)', () => {
 
   it('holds production dependencies only', () => {
     expect(ENTRYPOINT[0]).toBe('node')
-    // The MCP SDK is a runtime dependency since the stdio and legacy-SSE bridges (gateway/bridge/).
+    // The MCP SDK is a runtime dependency since the stdio and legacy-SSE bridges (gateway/transports/bridge/).
     expect(existsSync(join(image, 'node_modules', '@modelcontextprotocol', 'sdk')), 'sdk').toBe(true)
     for (const dev of ['typescript', 'vitest', 'tsx', 'oidc-provider', 'kubernetes-models']) expect(existsSync(join(image, 'node_modules', dev)), dev).toBe(false)
     for (const dep of ['fastify', 'jose', 'ioredis', 'prom-client']) expect(existsSync(join(image, 'node_modules', dep)), dep).toBe(true)

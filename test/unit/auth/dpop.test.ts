@@ -6,7 +6,7 @@
 import { createHmac } from 'node:crypto'
 import * as jose from 'jose'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { MemoryStore } from '../../../gateway/cache/store.js'
+import { MemoryStore } from '../../../gateway/store/shared-store.js'
 import type { RuntimeDpop } from '../../../gateway/config/load.js'
 import { accessTokenHash, checkDpopProof, DpopVerifier, jwkThumbprint, normalizeHtu, type ProofContext } from '../../../gateway/auth/dpop.js'
 import { GatewayError } from '../../../gateway/errors.js'

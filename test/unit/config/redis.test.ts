@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { loadConfigText } from '../../../gateway/config/load.js'
 import { revealRedisConnection } from '../../../gateway/config/redis.js'
-import { redisClientOptions } from '../../../gateway/cache/redis.js'
+import { redisClientOptions } from '../../../gateway/store/redis.js'
 import { slotKey } from '../../../gateway/limits/redis.js'
 import { CONFIG_HEAD, configProblems } from '../../helpers/config.js'
 

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest'
-import { deliverOnStream, isMessageId, messagesOfJson, negotiatedVersion, newMessageId, SseDecoder, sseEvent } from '../../../gateway/legacy/sse.js'
+import { deliverOnStream, isMessageId, messagesOfJson, negotiatedVersion, newMessageId, SseDecoder, sseEvent } from '../../../gateway/transports/legacy/sse.js'
 
 const enc = (s: string) => new TextEncoder().encode(s)
 
-describe('legacy SSE pieces (gateway/legacy/sse.ts)', () => {
+describe('legacy SSE pieces (gateway/transports/legacy/sse.ts)', () => {
   it('frames events, one data line per line of data (no line break can forge a second event)', () => {
     expect(sseEvent('endpoint', '/mcp/x/message?sessionId=abc')).toBe('event: endpoint\ndata: /mcp/x/message?sessionId=abc\n\n')
     expect(sseEvent('message', 'a\nevent: endpoint\r\ndata: evil')).toBe('event: message\ndata: a\ndata: event: endpoint\ndata: data: evil\n\n')

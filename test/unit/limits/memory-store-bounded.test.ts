@@ -4,7 +4,7 @@
  * expire unread must not pile up.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { MemoryStore } from '../../../gateway/cache/store.js'
+import { MemoryStore } from '../../../gateway/store/shared-store.js'
 
 afterEach(() => {
   vi.useRealTimers()

@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream'
 import { describe, expect, it } from 'vitest'
-import { newContext } from '../../../gateway/context.js'
-import { auditRecord, writeAudit } from '../../../gateway/observability/audit.js'
+import { newContext } from '../../../gateway/pipeline/context.js'
+import { auditRecord, writeAudit } from '../../../gateway/pipeline/audit.js'
 import { AuditChain } from '../../../gateway/observability/audit-chain.js'
 import { createLogger } from '../../../gateway/observability/logger.js'
 

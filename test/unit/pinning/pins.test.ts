@@ -1,6 +1,6 @@
 /** gateway/pinning/pins.ts directly: what a pin covers, and the pin book's shared documents. */
 import { describe, expect, it } from 'vitest'
-import { MemoryStore } from '../../../gateway/cache/store.js'
+import { MemoryStore } from '../../../gateway/store/shared-store.js'
 import { canonicalJson, describeChange, PinBook, toolDigest, toolStatus } from '../../../gateway/pinning/pins.js'
 
 const tool = { name: 'search', description: 'Search', inputSchema: { type: 'object', properties: { q: { type: 'string' } } }, annotations: { readOnlyHint: true } }

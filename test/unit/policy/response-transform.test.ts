@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream'
 import { describe, expect, it } from 'vitest'
 import { listFilter } from '../../../gateway/policy/filter.js'
-import { rewriteJsonBody, sseRewriter } from '../../../gateway/proxy/response-transform.js'
+import { rewriteJsonBody, sseRewriter } from '../../../gateway/upstream/response-transform.js'
 
 const filter = listFilter(new Map<string | number, string>([[2, 'tools/list']]), (_k, name) => name !== 'delete_repo')
 const listResult = { jsonrpc: '2.0', id: 2, result: { tools: [{ name: 'search' }, { name: 'delete_repo' }, { name: 7 }, {}] } }

@@ -1,6 +1,6 @@
 import Fastify, { type FastifyReply, type FastifyRequest, type preHandlerHookHandler } from 'fastify'
 import { describe, expect, it } from 'vitest'
-import { chain } from '../../../gateway/proxy/plugin.js'
+import { chain } from '../../../gateway/pipeline/chain.js'
 
 // Real Fastify: the chain's contract is with its hook runner (done for a synchronous run, a promise otherwise).
 async function serve(stages: Array<(request: FastifyRequest, reply: FastifyReply) => unknown>) {

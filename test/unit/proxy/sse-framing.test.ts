@@ -7,7 +7,7 @@
 import { Readable } from 'node:stream'
 import { createParser } from 'eventsource-parser'
 import { describe, expect, it } from 'vitest'
-import { sseRewriter } from '../../../gateway/proxy/response-transform.js'
+import { sseRewriter } from '../../../gateway/upstream/response-transform.js'
 
 const LIST = JSON.stringify({ jsonrpc: '2.0', id: 1, result: { tools: [{ name: 'search' }, { name: 'delete_repo' }] } })
 const drop = (m: unknown) => {

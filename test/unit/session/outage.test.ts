@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest'
 import type { Principal } from '../../../gateway/auth/principal.js'
-import { MemoryStore, type SharedStore } from '../../../gateway/cache/store.js'
+import { MemoryStore, type SharedStore } from '../../../gateway/store/shared-store.js'
 import { SessionRegistry, sessionKey } from '../../../gateway/session/binding.js'
 import { RECHECK_MS } from '../../../gateway/session/local-bindings.js'
 import { SessionSealer } from '../../../gateway/session/sealed-id.js'

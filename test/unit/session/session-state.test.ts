@@ -5,11 +5,11 @@
  */
 import { Readable } from 'node:stream'
 import { describe, expect, it } from 'vitest'
-import { MemoryStore, type SharedStore } from '../../../gateway/cache/store.js'
+import { MemoryStore, type SharedStore } from '../../../gateway/store/shared-store.js'
 import { GatewayError } from '../../../gateway/errors.js'
 import { parseMcpBody } from '../../../gateway/mcp/jsonrpc.js'
 import { replayFilter } from '../../../gateway/policy/filter.js'
-import { rewriteJsonBody, sseRewriter } from '../../../gateway/proxy/response-transform.js'
+import { rewriteJsonBody, sseRewriter } from '../../../gateway/upstream/response-transform.js'
 import { NegotiatedVersions, sessionVersion, versionOfInitializeResult } from '../../../gateway/session/negotiated.js'
 import { MAX_PENDING_PER_SESSION, serverRequestId, ServerRequests } from '../../../gateway/session/server-requests.js'
 

@@ -8,9 +8,9 @@ import { GatewayError } from '../errors.js'
 import { targetName } from '../mcp/jsonrpc.js'
 import type { Metrics } from '../observability/metrics.js'
 import type { PolicyEngine } from '../policy/engine.js'
-import { chargesFor } from './charges.js'
-import type { AddressFailures } from './failures.js'
-import { LimiterUnavailable, type Limiter } from './window.js'
+import { chargesFor } from '../limits/charges.js'
+import type { AddressFailures } from '../limits/failures.js'
+import { LimiterUnavailable, type Limiter } from '../limits/window.js'
 
 export interface LimitStageOptions {
   /** local: the limiter itself falls back (fallback.ts) and never reports the store unavailable. */

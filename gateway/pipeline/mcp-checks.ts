@@ -7,10 +7,10 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { RuntimeConfig, RuntimeRoute } from '../config/load.js'
 import { PRM_WELL_KNOWN } from '../config/load.js'
 import { GatewayError } from '../errors.js'
-import { parseMcpBody, targetName } from './jsonrpc.js'
-import { checkBridgeable, checkModernMessage, declaredVersion, DEFAULT_MODERN_MODE, isModernVersion, MODERN_PROTOCOL_VERSIONS, unsupportedVersion } from './modern.js'
-import { DEFAULT_PROTOCOL_VERSION, SESSION_ID, SUPPORTED_PROTOCOL_VERSIONS } from './protocol.js'
-import { METADATA_MAX_AGE_SECONDS, protectedResourceMetadata } from './resource-metadata.js'
+import { parseMcpBody, targetName } from '../mcp/jsonrpc.js'
+import { checkBridgeable, checkModernMessage, declaredVersion, DEFAULT_MODERN_MODE, isModernVersion, MODERN_PROTOCOL_VERSIONS, unsupportedVersion } from '../mcp/modern.js'
+import { DEFAULT_PROTOCOL_VERSION, SESSION_ID, SUPPORTED_PROTOCOL_VERSIONS } from '../mcp/protocol.js'
+import { METADATA_MAX_AGE_SECONDS, protectedResourceMetadata } from '../mcp/resource-metadata.js'
 
 /** RFC 9728 documents, one per route, plus the root document when exactly one route exists. */
 export function registerResourceMetadata(app: FastifyInstance, config: RuntimeConfig): void {

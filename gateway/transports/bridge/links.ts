@@ -8,7 +8,7 @@ import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js'
 import { createInterface } from 'node:readline'
 import { Readable } from 'node:stream'
 import type { Logger } from 'pino'
-import type { RuntimeStdio } from '../config/load.js'
+import type { RuntimeStdio } from '../../config/load.js'
 
 const MAX_STDERR_LINE = 2000
 

@@ -8,10 +8,10 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { RuntimeConfig, RuntimeRoute } from '../config/load.js'
 import { GatewayError, isGatewayError } from '../errors.js'
 import type { Metrics } from '../observability/metrics.js'
-import { dpopProofs, extractCredential, type Credential } from './bearer.js'
-import type { DpopVerifier } from './dpop.js'
-import type { Principal } from './principal.js'
-import type { TokenValidator } from './token-validator.js'
+import { dpopProofs, extractCredential, type Credential } from '../auth/bearer.js'
+import type { DpopVerifier } from '../auth/dpop.js'
+import type { Principal } from '../auth/principal.js'
+import type { TokenValidator } from '../auth/token-validator.js'
 
 export interface DpopStage {
   verifier: DpopVerifier

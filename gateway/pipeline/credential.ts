@@ -6,13 +6,13 @@
 import type { FastifyReply, FastifyRequest, preHandlerHookHandler } from 'fastify'
 import { extractCredential } from '../auth/bearer.js'
 import type { RuntimeRoute } from '../config/load.js'
-import type { CredentialBroker, UpstreamCredential } from './broker.js'
+import type { CredentialBroker, UpstreamCredential } from '../exchange/broker.js'
 
 export function credentialStage(broker: CredentialBroker, route: RuntimeRoute): preHandlerHookHandler[] {
   if (!route.credentials) return []
   return [
     // Not async: a credential already in the in-process cache is applied without a promise; the
-    // stage chain (proxy/plugin.ts) waits only when a promise is returned.
+    // stage chain (pipeline/chain.ts) waits only when a promise is returned.
     function upstreamCredential(request: FastifyRequest, _reply: FastifyReply): Promise<void> | undefined {
       const principal = request.gw.principal!
       // The auth stage already accepted this header; read again rather than keep the token in request.gw.

@@ -19,9 +19,9 @@ import type { RuntimeRoute } from '../config/load.js'
 import { GatewayError } from '../errors.js'
 import type { Metrics } from '../observability/metrics.js'
 import { SUPPORTED_PROTOCOL_VERSIONS } from '../mcp/protocol.js'
-import { callerKey, StreamCounter, streamDeadlineMs } from '../proxy/streams.js'
+import { callerKey, StreamCounter, streamDeadlineMs } from '../upstream/streams.js'
 import type { SessionRegistry } from '../session/binding.js'
-import { deliverOnStream, isMessageId, messagesOfJson, negotiatedVersion, newMessageId, SseDecoder, sseEvent } from './sse.js'
+import { deliverOnStream, isMessageId, messagesOfJson, negotiatedVersion, newMessageId, SseDecoder, sseEvent } from '../transports/legacy/sse.js'
 
 export interface LegacyClientOptions {
   /** The route's onRequest stages (origin check, address gate, authenticate), in order. */

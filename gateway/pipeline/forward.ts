@@ -11,15 +11,17 @@ import type { IncomingHttpHeaders, ServerResponse } from 'node:http'
 import { pipeline, type Readable } from 'node:stream'
 import type { Pool } from 'undici'
 import type { RuntimeRoute } from '../config/load.js'
-import { sendError } from '../error-handler.js'
+import { sendError } from './error-handler.js'
 import { GatewayError } from '../errors.js'
 import type { Metrics } from '../observability/metrics.js'
 import type { TraceSpan } from '../observability/tracing.js'
-import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js'
-import { DROPPED_QUERY, mapPath } from './path.js'
-import { rewriteJsonBody, sseRewriter } from './response-transform.js'
-import { dispatchUpstream, upstreamPool, type HeadDecision } from './dispatch.js'
-import { callerKey, StreamCounter, streamDeadlineMs } from './streams.js'
+import { clientResponseHeaders, upstreamRequestHeaders } from '../upstream/headers.js'
+import { DROPPED_QUERY, mapPath } from '../upstream/path.js'
+import { rewriteJsonBody, sseRewriter } from '../upstream/response-transform.js'
+import { dispatchUpstream, upstreamPool, type HeadDecision } from '../upstream/dispatch.js'
+import { callerKey, StreamCounter, streamDeadlineMs } from '../upstream/streams.js'
+import { chain } from './chain.js'
+import { ALLOW, CORS_ALLOW_HEADERS, originCheckFor, preflight } from './front.js'
 
 /** Sees every upstream response before it is relayed (session binding, bookkeeping). */
 export type UpstreamResponseObserver = (request: FastifyRequest, status: number, headers: IncomingHttpHeaders) => Promise<void>
@@ -37,10 +39,6 @@ interface UpstreamResponse {
 }
 
 const MCP_METHODS = ['POST', 'GET', 'DELETE'] as const
-const ALLOW = 'GET, POST, DELETE'
-const CORS_ALLOW_HEADERS = 'Authorization, Content-Type, Accept, MCP-Protocol-Version, MCP-Session-Id, Last-Event-ID, DPoP, Mcp-Method, Mcp-Name'
-const CORS_EXPOSE_HEADERS = 'WWW-Authenticate, DPoP-Nonce, MCP-Session-Id, MCP-Protocol-Version, X-Request-Id'
-
 function filterQuery(search: string | undefined, reqUrl: string): string {
   const q = reqUrl.indexOf('?')
   if (q === -1) return search?.replace(/^\?/, '') ?? ''
@@ -70,67 +68,6 @@ async function registerUpstream(scope: FastifyInstance, route: RuntimeRoute, con
   })
   await scope.register(replyFrom, { base: upstream.origin, undici: pool, disableRequestLogging: true })
   return upstream
-}
-
-/**
- * Stages run as one Fastify hook: the hook runner's per-hook bookkeeping (a promise, a tick and a
- * callback each) cost more than most stages themselves on the hot path. Stages refuse by throwing,
- * so the first throw ends the chain exactly as separate hooks would. A stage may also be a plain
- * function that returns nothing (the decide stage, a credential already cached): it costs no
- * promise and no tick. The chain stays synchronous until a stage returns a promise, then hands
- * Fastify a promise for the rest; otherwise it calls `done` itself.
- */
-type Stage = (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) => unknown
-const isThenable = (v: unknown): v is PromiseLike<unknown> => v !== null && typeof v === 'object' && typeof (v as PromiseLike<unknown>).then === 'function'
-
-export function chain<H extends onRequestHookHandler | preHandlerHookHandler>(hooks: H[]): H {
-  if (hooks.length === 1 && hooks[0]!.constructor.name === 'AsyncFunction') return hooks[0]!
-  // A callback-style hook (request, reply, done) would be skipped over, not awaited.
-  for (const h of hooks) if (h.length > 2) throw new Error(`stage ${h.name || '(anonymous)'} must be a function of (request, reply)`)
-  const stages = hooks as unknown as Stage[]
-  async function rest(self: FastifyInstance, request: FastifyRequest, reply: FastifyReply, pending: PromiseLike<unknown>, from: number): Promise<void> {
-    await pending
-    if (reply.sent) return
-    for (let i = from; i < stages.length; i++) {
-      const r = stages[i]!.call(self, request, reply)
-      if (isThenable(r)) await r
-      if (reply.sent) return
-    }
-  }
-  const run = function (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void): Promise<void> | undefined {
-    for (let i = 0; i < stages.length; i++) {
-      // A synchronous throw reaches Fastify's hook runner, which treats it as a rejected hook.
-      const r = stages[i]!.call(this, request, reply)
-      if (isThenable(r)) return rest(this, request, reply, r, i + 1)
-      if (reply.sent) break
-    }
-    done()
-    return undefined
-  }
-  return run as unknown as H
-}
-
-export const originCheckFor =
-  (route: RuntimeRoute): onRequestHookHandler =>
-  async (request, reply) => {
-    const origin = request.headers.origin
-    if (origin !== undefined && !route.allowedOrigins.has(origin)) throw new GatewayError('GW_HTTP_ORIGIN_FORBIDDEN', { detail: 'origin not allowed' })
-    if (origin !== undefined) {
-      reply.header('access-control-allow-origin', origin).header('vary', 'Origin').header('access-control-expose-headers', CORS_EXPOSE_HEADERS)
-    }
-  }
-
-const preflight = (allow: string, allowHeaders: string) => async (request: FastifyRequest, reply: FastifyReply) => {
-  if (request.headers.origin === undefined) {
-    reply.header('allow', `${allow}, OPTIONS`)
-    return reply.code(204).send()
-  }
-  return reply
-    .code(204)
-    .header('access-control-allow-methods', `${allow}, OPTIONS`)
-    .header('access-control-allow-headers', allowHeaders)
-    .header('access-control-max-age', '600')
-    .send()
 }
 
 const API_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const

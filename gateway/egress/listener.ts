@@ -13,13 +13,13 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import type { Logger } from 'pino'
 import type { RuntimeEgress } from '../config/egress.js'
 import type { RuntimeRoute } from '../config/load.js'
-import { newContext } from '../context.js'
-import { sendError } from '../error-handler.js'
+import { newContext } from '../pipeline/context.js'
+import { sendError } from '../pipeline/error-handler.js'
 import { GatewayError } from '../errors.js'
-import { auditRecord } from '../observability/audit.js'
+import { auditRecord } from '../pipeline/audit.js'
 import type { Metrics } from '../observability/metrics.js'
 import { correlationId } from '../observability/trace.js'
-import { registerPrefixProxy } from '../proxy/plugin.js'
+import { registerPrefixProxy } from '../pipeline/forward.js'
 import { AddressPolicy } from './address.js'
 
 export interface EgressDeps {

@@ -5,15 +5,15 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, preHandlerHookHandler } from 'fastify'
 import type { Registry } from 'prom-client'
-import type { SharedStore } from '../cache/store.js'
+import type { SharedStore } from '../store/shared-store.js'
 import type { RuntimeConfig, RuntimeRoute } from '../config/load.js'
 import { GatewayError } from '../errors.js'
 import { OAuthClient } from '../oauth/client.js'
-import { CibaChannel } from './ciba.js'
-import { ApprovalGate, type ChannelConfig } from './gate.js'
-import { ApprovalLedger } from './ledger.js'
-import { approvalMetrics } from './metrics.js'
-import { SIGNATURE_HEADER } from './webhook.js'
+import { CibaChannel } from '../approval/ciba.js'
+import { ApprovalGate, type ChannelConfig } from '../approval/gate.js'
+import { ApprovalLedger } from '../approval/ledger.js'
+import { approvalMetrics } from '../approval/metrics.js'
+import { SIGNATURE_HEADER } from '../approval/webhook.js'
 
 export const CALLBACK_PREFIX = '/mcp-warden/approvals/'
 

@@ -9,7 +9,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { RuntimeRoute } from '../config/load.js'
 import { GatewayError } from '../errors.js'
 import type { Metrics } from '../observability/metrics.js'
-import { PinBook, pinnedDefinition, pinScope, toolDigest, toolStatus, type PinDocument, type PinKind, type PinnedTool } from './pins.js'
+import { PinBook, pinnedDefinition, pinScope, toolDigest, toolStatus, type PinDocument, type PinKind, type PinnedTool } from '../pinning/pins.js'
 
 const LISTS: Readonly<Record<string, { kind: PinKind; field: string; key: string }>> = {
   'tools/list': { kind: 'tool', field: 'tools', key: 'name' },

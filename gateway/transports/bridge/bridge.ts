@@ -12,7 +12,7 @@ import { randomBytes, randomUUID, timingSafeEqual } from 'node:crypto'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
-import type { RuntimeRoute } from '../config/load.js'
+import type { RuntimeRoute } from '../../config/load.js'
 import { sseIsFatal, sseLink, stdioLink } from './links.js'
 import { Channel, type Downstream } from './relay.js'
 

@@ -5,9 +5,9 @@
  * carry detail; every body carries the request id that the log and audit line carry.
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
-import { bearerChallenge, dpopChallenge } from './auth/challenge.js'
-import { GatewayError, isGatewayError } from './errors.js'
-import { lingerOnClose } from './lib/linger.js'
+import { bearerChallenge, dpopChallenge } from '../auth/challenge.js'
+import { GatewayError, isGatewayError } from '../errors.js'
+import { lingerOnClose } from '../lib/linger.js'
 
 /** Fastify's own error codes, mapped onto the catalogue. */
 const FASTIFY_CODES: Record<string, GatewayError['code']> = {

@@ -11,12 +11,12 @@
  * - the response is the one the request caused: the SSE stream ends with its final response;
  * - server → client requests (sampling, elicitation, roots) cannot reach a 2026-07-28 client as
  *   requests, and the gateway does not invent answers: the upstream gets a JSON-RPC error.
- * No Fastify here: plugin.ts is the glue.
+ * No Fastify here: pipeline/modern-clients.ts is the glue.
  */
-import { GatewayError } from '../errors.js'
-import type { McpMessage } from '../mcp/jsonrpc.js'
-import { legacyParams, META_CLIENT_INFO, metaOf } from '../mcp/modern.js'
-import { SUPPORTED_PROTOCOL_VERSIONS } from '../mcp/protocol.js'
+import { GatewayError } from '../../errors.js'
+import type { McpMessage } from '../../mcp/jsonrpc.js'
+import { legacyParams, META_CLIENT_INFO, metaOf } from '../../mcp/modern.js'
+import { SUPPORTED_PROTOCOL_VERSIONS } from '../../mcp/protocol.js'
 
 /** The newest legacy revision, proposed in the gateway's own `initialize`. */
 export const LEGACY_TARGET_VERSION = SUPPORTED_PROTOCOL_VERSIONS[SUPPORTED_PROTOCOL_VERSIONS.length - 1]!

@@ -5,9 +5,9 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { IncomingHttpHeaders } from 'node:http'
 import { GatewayError } from '../errors.js'
-import type { SessionRegistry } from './binding.js'
-import { sessionVersion, versionOfInitializeResult, type NegotiatedVersions } from './negotiated.js'
-import { serverRequestId, type AnswerScope, type ServerRequests } from './server-requests.js'
+import type { SessionRegistry } from '../session/binding.js'
+import { sessionVersion, versionOfInitializeResult, type NegotiatedVersions } from '../session/negotiated.js'
+import { serverRequestId, type AnswerScope, type ServerRequests } from '../session/server-requests.js'
 
 /** The sealed id a request presented, to hand back instead of the upstream's id on its response. */
 const presented = new WeakMap<FastifyRequest, { sealed: string; upstream: string }>()

@@ -1,14 +1,16 @@
 /**
  * What the pipeline stages learn about a request, attached to it as `request.gw`. Each stage
- * fills its own part: auth → principal, mcp → mcp, proxy → upstream outcome.
+ * fills its own part (the order is pipeline/stages.ts): authenticate → principal, mcp checks →
+ * mcp, decide → decision, credential → upstream headers and credential record, forward → outcome.
  */
-import type { Principal } from './auth/principal.js'
-import type { RuntimeRoute } from './config/load.js'
-import type { GatewayError } from './errors.js'
-import type { ParsedBody } from './mcp/jsonrpc.js'
-import type { CompiledApproval } from './policy/compile.js'
-import type { HttpFacts } from './proxy/path.js'
-import type { TraceSpan } from './observability/tracing.js'
+import type { Principal } from '../auth/principal.js'
+import type { RuntimeRoute } from '../config/load.js'
+import type { CredentialRecord } from '../exchange/broker.js'
+import type { GatewayError } from '../errors.js'
+import type { ParsedBody } from '../mcp/jsonrpc.js'
+import type { CompiledApproval } from '../policy/compile.js'
+import type { HttpFacts } from '../upstream/path.js'
+import type { TraceSpan } from '../observability/tracing.js'
 import type { IncomingHttpHeaders } from 'node:http'
 
 export interface McpContext {
@@ -20,16 +22,6 @@ export interface McpContext {
   method: string | undefined
   target: string | undefined
   rpcId: string | number | undefined
-}
-
-/** What the credential stage did, for the audit line. Never the credential itself. */
-export interface CredentialRecord {
-  strategy: string
-  /** `jti` of the downstream token, else its SHA-256 digest (base64url). */
-  tokenId?: string
-  tokenDigest?: string
-  /** issued (by the AS for this request), memory or shared (cache layer that had it). */
-  source?: 'issued' | 'memory' | 'shared'
 }
 
 export interface RequestContext {
@@ -48,7 +40,7 @@ export interface RequestContext {
   http: HttpFacts | undefined
   /** Egress: the inbound request this call serves, as the MCP server reported it (correlation header). */
   causedBy: string | undefined
-  /** A tools/call held by a require-approval rule, for the approval stage (approval/plugin.ts). */
+  /** A tools/call held by a require-approval rule, for the approval stage (pipeline/approve.ts). */
   approval: { spec: CompiledApproval; tool: string; arguments: unknown; policyVersion: string; argumentsDigest: string; approvalId?: string; approvedToken?: string } | undefined
   /** The policy decision (policy stage), for audit. */
   decision: AuditedDecision | undefined
@@ -63,7 +55,7 @@ export interface RequestContext {
   /** The request's server span; undefined whenever tracing is off (observability/request-span.ts). */
   span: TraceSpan | undefined
   /**
-   * Session state learned from the upstream's answer (session/plugin.ts): awaited for each
+   * Session state learned from the upstream's answer (pipeline/session.ts): awaited for each
    * message of an SSE answer, and of a JSON answer when `json`, before the client can see it;
    * false withholds the message.
    */

@@ -4,17 +4,17 @@
  * and list responses get a filter. Refusals become GatewayErrors; error-handler shapes them.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { AuditedDecision } from '../context.js'
+import type { AuditedDecision } from './context.js'
 import { GatewayError } from '../errors.js'
 import { targetName, type McpMessage } from '../mcp/jsonrpc.js'
 import type { Metrics } from '../observability/metrics.js'
-import { argumentsDigest } from './digest.js'
+import { argumentsDigest } from '../policy/digest.js'
 import type { Logger } from 'pino'
 import type { RuntimeConfig } from '../config/load.js'
-import { compileContext, PolicyEngine } from './engine.js'
-import { evaluate, visible, type Decision } from './evaluate.js'
-import { LIST_METHODS, listFilter, replayFilter } from './filter.js'
-import type { TargetKind } from './compile.js'
+import { compileContext, PolicyEngine } from '../policy/engine.js'
+import { evaluate, visible, type Decision } from '../policy/evaluate.js'
+import { LIST_METHODS, listFilter, replayFilter } from '../policy/filter.js'
+import type { TargetKind } from '../policy/compile.js'
 
 const SEVERITY = { allow: 0, 'require-scopes': 1, 'require-approval': 2, deny: 3 } as const
 
@@ -27,7 +27,7 @@ export interface PolicyStageOptions {
 
 export function policyStage(engine: PolicyEngine, metrics: Metrics, options: PolicyStageOptions) {
   const now = options.now ?? Date.now
-  // Synchronous: nothing here waits, and the stage chain (proxy/plugin.ts) runs a stage that
+  // Synchronous: nothing here waits, and the stage chain (pipeline/chain.ts) runs a stage that
   // returns no promise without a tick or a promise of its own.
   return function decide(request: FastifyRequest, _reply: FastifyReply): void {
     const gw = request.gw

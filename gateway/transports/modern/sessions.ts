@@ -7,9 +7,9 @@
  * caller in a process, so a burst of first requests performs one handshake.
  */
 import { createHash } from 'node:crypto'
-import type { Principal } from '../auth/principal.js'
-import { LruCache } from '../cache/lru.js'
-import type { SharedStore } from '../cache/store.js'
+import type { Principal } from '../../auth/principal.js'
+import { LruCache } from '../../store/lru.js'
+import type { SharedStore } from '../../store/shared-store.js'
 import type { UpstreamSession } from './translate.js'
 
 const LOCAL_CACHE_MS = 30_000

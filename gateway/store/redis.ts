@@ -2,7 +2,7 @@ import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis'
 import type { ConnectionOptions } from 'node:tls'
 import type { Logger } from 'pino'
 import type { Metrics } from '../observability/metrics.js'
-import type { SharedStore } from './store.js'
+import type { SharedStore } from './shared-store.js'
 
 export interface RedisNode {
   host: string

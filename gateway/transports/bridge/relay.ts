@@ -15,7 +15,7 @@
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js'
 import type { JSONRPCMessage, JSONRPCNotification, JSONRPCRequest, RequestId } from '@modelcontextprotocol/sdk/types.js'
 import type { Logger } from 'pino'
-import { ERROR_CATALOGUE } from '../errors.js'
+import { ERROR_CATALOGUE } from '../../errors.js'
 
 /** One bridged session, as the relay sees it. */
 export interface Downstream {

@@ -12,7 +12,7 @@ import type { RuntimeRoute } from '../config/load.js'
 import { GatewayError } from '../errors.js'
 import { DEFAULT_MODERN_MODE, isModernVersion, supportedVersions } from '../mcp/modern.js'
 import type { Metrics } from '../observability/metrics.js'
-import { modernSessionKey, type UpstreamSessions } from './sessions.js'
+import { modernSessionKey, type UpstreamSessions } from '../transports/modern/sessions.js'
 import {
   classify,
   clientInfoOf,
@@ -32,7 +32,7 @@ import {
   type Endpoint,
   type FetchFn,
   type UpstreamSession,
-} from './translate.js'
+} from '../transports/modern/translate.js'
 
 export interface ModernStageOptions {
   route: RuntimeRoute

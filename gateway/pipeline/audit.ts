@@ -6,9 +6,11 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import { auditablePrincipal } from '../auth/principal.js'
-import type { AuditedDecision, CredentialRecord } from '../context.js'
-import type { AuditChain } from './audit-chain.js'
-import { parseTraceparent } from './trace.js'
+import type { CredentialRecord } from '../exchange/broker.js'
+import type { AuditedDecision } from './context.js'
+import type { AuditChain } from '../observability/audit-chain.js'
+import type { Metrics } from '../observability/metrics.js'
+import { parseTraceparent } from '../observability/trace.js'
 
 export interface AuditRecord {
   requestId: string
@@ -77,4 +79,34 @@ export function auditRecord(request: FastifyRequest, reply: FastifyReply): Audit
  */
 export function writeAudit(log: Logger, chain: AuditChain, request: FastifyRequest, reply: FastifyReply, msg: string): void {
   if (log.isLevelEnabled('info')) chain.append(`"reqId":${JSON.stringify(request.id)},"audit":${JSON.stringify(auditRecord(request, reply))}`, msg)
+}
+
+/** What the onResponse hook needs besides the request. */
+export interface AuditStageDeps {
+  logger: Logger
+  chain: AuditChain
+  metrics: Metrics
+  /** Sees every answered request (the address gate counts failed session lookups). */
+  observe?: (request: FastifyRequest) => void
+  /** Ends the request's server span (tracing on). */
+  endSpan?: (request: FastifyRequest, reply: FastifyReply) => void
+}
+
+/** onResponse of the public listener: request metrics, the audit line, the end of the server span. */
+export function auditStage(d: AuditStageDeps) {
+  const { metrics } = d
+  return async function audit(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const route = request.gw?.route
+    if (!route) return
+    const reason = request.gw.error?.reason ?? 'ok'
+    metrics.requests.inc({ route: route.name, status: String(reply.statusCode), reason })
+    metrics.requestDuration.observe({ route: route.name }, reply.elapsedTime / 1000)
+    const code = request.gw.error?.code
+    d.observe?.(request)
+    if (code === 'GW_MCP_JSON_LIMIT') metrics.limitsExceeded.inc({ limit: request.gw.error!.detail ?? 'json' })
+    else if (code === 'GW_HTTP_BODY_TOO_LARGE') metrics.limitsExceeded.inc({ limit: 'body' })
+    else if (code === 'GW_HTTP_TOO_MANY_STREAMS') metrics.limitsExceeded.inc({ limit: 'streams' })
+    if (request.raw.method !== 'OPTIONS') writeAudit(d.logger, d.chain, request, reply, 'mcp.request')
+    d.endSpan?.(request, reply)
+  }
 }

@@ -10,7 +10,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Attributes } from '@opentelemetry/api'
 import type { Principal } from '../auth/principal.js'
-import type { PrincipalField, TraceSpan, Tracing } from './tracing.js'
+import type { PrincipalField, TraceSpan, Tracing } from '../observability/tracing.js'
 
 type Stage = (this: unknown, request: FastifyRequest, reply: FastifyReply) => unknown
 
