@@ -4,25 +4,19 @@
  * token ever becomes a key; values in Redis are sealed with AES-256-GCM, bound to their key (AAD),
  * because they are bearer tokens. Concurrent misses for one key share one request (single flight).
  */
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto'
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto'
 import { LruCache } from '../store/lru.js'
 import type { SharedStore } from '../store/shared-store.js'
 import type { Metrics } from '../observability/metrics.js'
 import type { IssuedToken } from './issued.js'
+import { keyDigest } from '../store/keys.js'
 
 /**
  * SHA-256 over each part prefixed by its length, so ("ab","c") and ("a","bc") differ and no part
  * (a subject token digest, a scope list) can be forged into another by concatenation.
  */
 export function cacheKey(parts: readonly string[]): string {
-  const h = createHash('sha256')
-  for (const p of parts) {
-    const b = Buffer.from(p, 'utf8')
-    const len = Buffer.alloc(4)
-    len.writeUInt32BE(b.length)
-    h.update(len).update(b)
-  }
-  return `cred:${h.digest('base64url')}`
+  return keyDigest('cred', parts)
 }
 
 const SEALED_PREFIX = 'v1.'

@@ -12,7 +12,7 @@
  * A request is checked against every limit that applies to it at once: if any would be
  * exceeded, nothing is counted (a refused request consumes no budget).
  */
-import { createHash } from 'node:crypto'
+import { keyDigest } from '../store/keys.js'
 
 export const SLICES = 60
 
@@ -81,9 +81,7 @@ export function usedInWindow(slices: Slices, perMs: number, now: number): number
  * or tool name lands in Redis key names. Fields are length-prefixed: ("ab","c") ≠ ("a","bc").
  */
 export function budgetKey(limit: string, perMs: number, values: readonly string[]): string {
-  const h = createHash('sha256')
-  for (const f of [limit, String(perMs), ...values]) h.update(`${Buffer.byteLength(f)}:${f}`)
-  return `rl:${h.digest('base64url').slice(0, 32)}`
+  return keyDigest('rl', [limit, String(perMs), ...values], 32)
 }
 
 /** Where decisions are made: memory (per replica) or Redis (shared). */

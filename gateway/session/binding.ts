@@ -5,7 +5,7 @@
  * unknown (404) and never reaches the upstream. The binding lives in the SharedStore so every
  * replica enforces it; an in-process layer keeps the hot path off Redis.
  */
-import { createHash } from 'node:crypto'
+import { keyDigest } from '../store/keys.js'
 import type { Principal } from '../auth/principal.js'
 import type { SharedStore } from '../store/shared-store.js'
 import { ENDED, LocalBindings, RECHECK_MS, WriteBack, type LocalEntry } from './local-bindings.js'
@@ -25,9 +25,7 @@ type StoredBinding = SessionOwner & { expiresAt?: number }
 
 /** Length-prefixed fields so ("ab","c") and ("a","bc") can never collide. */
 export function sessionKey(route: string, sessionId: string): string {
-  const h = createHash('sha256')
-  for (const f of [route, sessionId]) h.update(`${Buffer.byteLength(f)}:${f}`)
-  return `sess:${h.digest('base64url')}`
+  return keyDigest('sess', [route, sessionId])
 }
 
 const ownerOf = (route: string, p: Principal): SessionOwner => ({ route, issuer: p.issuer, subject: p.subject, clientId: p.clientId })

@@ -6,7 +6,7 @@
  * is refused. Its own key next to the owner binding (binding.ts), in the SharedStore so every
  * replica decides alike; an in-process layer keeps a replica correct while Redis is down.
  */
-import { createHash } from 'node:crypto'
+import { keyDigest } from '../store/keys.js'
 import { LruCache } from '../store/lru.js'
 import type { SharedStore } from '../store/shared-store.js'
 import { GatewayError } from '../errors.js'
@@ -16,9 +16,7 @@ import { batchesAllowed, SUPPORTED_PROTOCOL_VERSIONS } from '../mcp/protocol.js'
 const LOCAL_CACHE_MS = 30_000
 
 export function negotiatedKey(route: string, sessionId: string): string {
-  const h = createHash('sha256')
-  for (const f of [route, sessionId]) h.update(`${Buffer.byteLength(f)}:${f}`)
-  return `sessver:${h.digest('base64url')}`
+  return keyDigest('sessver', [route, sessionId])
 }
 
 /** The version an initialize answer settled on, when it is one this gateway implements. */

@@ -6,7 +6,7 @@
  * the session's streams is recorded before the client can see it, one key per id in the
  * SharedStore so the answer may come through any replica; an answer is accepted once.
  */
-import { createHash } from 'node:crypto'
+import { fieldsDigest } from '../store/keys.js'
 import type { Principal } from '../auth/principal.js'
 import { LruCache } from '../store/lru.js'
 import type { SharedStore } from '../store/shared-store.js'
@@ -24,11 +24,7 @@ export interface AnswerScope {
   principal: Pick<Principal, 'issuer' | 'subject' | 'clientId'>
 }
 
-const digest = (fields: string[]): string => {
-  const h = createHash('sha256')
-  for (const f of fields) h.update(`${Buffer.byteLength(f)}:${f}`)
-  return h.digest('base64url')
-}
+const digest = (fields: string[]): string => fieldsDigest(fields)
 
 const scopeDigest = (s: AnswerScope): string => digest([s.route, s.sessionId ?? '', s.principal.issuer, s.principal.subject, s.principal.clientId])
 // 1 and "1" are different JSON-RPC ids.

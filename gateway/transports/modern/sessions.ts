@@ -6,7 +6,7 @@
  * upstream no longer knows (404) is dropped and opened again. Opening is single-flight per
  * caller in a process, so a burst of first requests performs one handshake.
  */
-import { createHash } from 'node:crypto'
+import { keyDigest } from '../../store/keys.js'
 import type { Principal } from '../../auth/principal.js'
 import { LruCache } from '../../store/lru.js'
 import type { SharedStore } from '../../store/shared-store.js'
@@ -16,9 +16,7 @@ const LOCAL_CACHE_MS = 30_000
 
 /** Length-prefixed fields: ("ab","c") and ("a","bc") never collide. */
 export function modernSessionKey(route: string, p: Pick<Principal, 'issuer' | 'subject' | 'clientId'>): string {
-  const h = createHash('sha256')
-  for (const f of [route, p.issuer, p.subject, p.clientId]) h.update(`${Buffer.byteLength(f)}:${f}`)
-  return `modern:${h.digest('base64url')}`
+  return keyDigest('modern', [route, p.issuer, p.subject, p.clientId])
 }
 
 export class UpstreamSessions {
