@@ -10,7 +10,7 @@
  * CIBA polling honours the AS interval and slow_down, once per interval across replicas.
  */
 import { randomBytes } from 'node:crypto'
-import { seal, unseal } from '../exchange/cache.js'
+import { seal, unseal } from '../store/seal.js'
 import type { CompiledApproval } from '../policy/compile.js'
 import { GatewayError } from '../errors.js'
 import { approvalCode, renderMessage } from '../policy/approval-message.js'

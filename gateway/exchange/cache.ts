@@ -4,12 +4,12 @@
  * token ever becomes a key; values in Redis are sealed with AES-256-GCM, bound to their key (AAD),
  * because they are bearer tokens. Concurrent misses for one key share one request (single flight).
  */
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto'
 import { LruCache } from '../store/lru.js'
 import type { SharedStore } from '../store/shared-store.js'
 import type { Metrics } from '../observability/metrics.js'
 import type { IssuedToken } from './issued.js'
 import { keyDigest } from '../store/keys.js'
+import { seal, unseal } from '../store/seal.js'
 
 /**
  * SHA-256 over each part prefixed by its length, so ("ab","c") and ("a","bc") differ and no part
@@ -17,31 +17,6 @@ import { keyDigest } from '../store/keys.js'
  */
 export function cacheKey(parts: readonly string[]): string {
   return keyDigest('cred', parts)
-}
-
-const SEALED_PREFIX = 'v1.'
-
-export function seal(key: Buffer, aad: string, plaintext: string): string {
-  const iv = randomBytes(12)
-  const c = createCipheriv('aes-256-gcm', key, iv)
-  c.setAAD(Buffer.from(aad))
-  const ct = Buffer.concat([c.update(plaintext, 'utf8'), c.final()])
-  return SEALED_PREFIX + Buffer.concat([iv, c.getAuthTag(), ct]).toString('base64url')
-}
-
-/** undefined for anything not sealed by this key for this cache key (tampered, moved, rotated). */
-export function unseal(key: Buffer, aad: string, sealed: string): string | undefined {
-  if (!sealed.startsWith(SEALED_PREFIX)) return undefined
-  const raw = Buffer.from(sealed.slice(SEALED_PREFIX.length), 'base64url')
-  if (raw.length < 29) return undefined
-  try {
-    const d = createDecipheriv('aes-256-gcm', key, raw.subarray(0, 12))
-    d.setAAD(Buffer.from(aad))
-    d.setAuthTag(raw.subarray(12, 28))
-    return Buffer.concat([d.update(raw.subarray(28)), d.final()]).toString('utf8')
-  } catch {
-    return undefined
-  }
 }
 
 export interface Cached {

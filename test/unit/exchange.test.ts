@@ -8,7 +8,8 @@ import type { Principal } from '../../gateway/auth/principal.js'
 import { loadConfigText } from '../../gateway/config/load.js'
 import { ConfigError } from '../../gateway/errors.js'
 import { CredentialBroker, narrowScope } from '../../gateway/exchange/broker.js'
-import { cacheKey, seal, unseal } from '../../gateway/exchange/cache.js'
+import { cacheKey } from '../../gateway/exchange/cache.js'
+import { seal, unseal } from '../../gateway/store/seal.js'
 import { acceptTokenResponse, InvalidTokenResponse, TOKEN_TYPE_URN } from '../../gateway/exchange/issued.js'
 
 const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url')
