@@ -21,7 +21,7 @@ import { rewriteJsonBody, sseRewriter } from '../upstream/response-transform.js'
 import { dispatchUpstream, upstreamPool, type HeadDecision } from '../upstream/dispatch.js'
 import { callerKey, StreamCounter, streamDeadlineMs } from '../upstream/streams.js'
 import { chain } from './chain.js'
-import { ALLOW, CORS_ALLOW_HEADERS, originCheckFor, preflight } from './front.js'
+import { ALLOW, CORS_ALLOW_HEADERS, methodNotAllowed, originCheckFor, preflight } from './front.js'
 
 /** Sees every upstream response before it is relayed (session binding, bookkeeping). */
 export type UpstreamResponseObserver = (request: FastifyRequest, status: number, headers: IncomingHttpHeaders) => Promise<void>
@@ -143,10 +143,7 @@ export async function registerRouteProxy(app: FastifyInstance, route: RuntimeRou
       method: ['HEAD', 'PUT', 'PATCH'],
       url: route.path,
       exposeHeadRoute: false,
-      handler: async (_request, reply) => {
-        reply.header('allow', ALLOW)
-        throw new GatewayError('GW_HTTP_METHOD_NOT_ALLOWED')
-      },
+      handler: methodNotAllowed(ALLOW),
     })
   })
 }

@@ -38,6 +38,19 @@ export const preflight = (allow: string, allowHeaders: string) => async (request
 }
 
 
+/**
+ * The handler for methods a path does not serve: 405 with its `Allow`. `route` is for paths the
+ * route lookup does not know (legacy client paths), so the refusal is answered and audited as that
+ * route's.
+ */
+export const methodNotAllowed =
+  (allow: string, detail?: string, route?: RuntimeRoute) =>
+  async (request: FastifyRequest, reply: FastifyReply): Promise<never> => {
+    if (route) request.gw.route = route
+    reply.header('allow', allow)
+    throw new GatewayError('GW_HTTP_METHOD_NOT_ALLOWED', detail === undefined ? {} : { detail })
+  }
+
 /** The route a path belongs to: an exact MCP path first, else the API route with the longest prefix. */
 export function routeLookup(routes: readonly RuntimeRoute[]): (path: string) => RuntimeRoute | undefined {
   const byPath = new Map(routes.map((r) => [r.path, r]))

@@ -17,6 +17,7 @@ import type { Logger } from 'pino'
 import type { Principal } from '../auth/principal.js'
 import type { RuntimeRoute } from '../config/load.js'
 import { GatewayError } from '../errors.js'
+import { methodNotAllowed } from './front.js'
 import type { Metrics } from '../observability/metrics.js'
 import { SUPPORTED_PROTOCOL_VERSIONS } from '../mcp/protocol.js'
 import { callerKey, StreamCounter, streamDeadlineMs } from '../upstream/streams.js'
@@ -181,21 +182,13 @@ export async function registerLegacyClients(app: FastifyInstance, route: Runtime
     s.route({
       method: ['POST', 'DELETE', 'PUT', 'PATCH'],
       url: ssePath,
-      handler: async (request, reply) => {
-        request.gw.route = route
-        reply.header('allow', 'GET')
-        throw new GatewayError('GW_HTTP_METHOD_NOT_ALLOWED', { detail: 'legacy SSE endpoint: GET only' })
-      },
+      handler: methodNotAllowed('GET', 'legacy SSE endpoint: GET only', route),
     })
     s.route({
       method: ['GET', 'DELETE', 'PUT', 'PATCH'],
       url: messagePath,
       exposeHeadRoute: false,
-      handler: async (request, reply) => {
-        request.gw.route = route
-        reply.header('allow', 'POST')
-        throw new GatewayError('GW_HTTP_METHOD_NOT_ALLOWED', { detail: 'legacy message endpoint: POST only' })
-      },
+      handler: methodNotAllowed('POST', 'legacy message endpoint: POST only', route),
     })
 
     s.route({

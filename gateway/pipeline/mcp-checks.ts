@@ -11,6 +11,7 @@ import { parseMcpBody, targetName } from '../mcp/jsonrpc.js'
 import { checkBridgeable, checkModernMessage, declaredVersion, DEFAULT_MODERN_MODE, isModernVersion, MODERN_PROTOCOL_VERSIONS, unsupportedVersion } from '../mcp/modern.js'
 import { DEFAULT_PROTOCOL_VERSION, SESSION_ID, SUPPORTED_PROTOCOL_VERSIONS } from '../mcp/protocol.js'
 import { METADATA_MAX_AGE_SECONDS, protectedResourceMetadata } from '../mcp/resource-metadata.js'
+import { methodNotAllowed } from './front.js'
 
 /** RFC 9728 documents, one per route, plus the root document when exactly one route exists. */
 export function registerResourceMetadata(app: FastifyInstance, config: RuntimeConfig): void {
@@ -23,10 +24,7 @@ export function registerResourceMetadata(app: FastifyInstance, config: RuntimeCo
         .header('access-control-allow-origin', '*')
         .send(body)
   }
-  const notAllowed = async (_req: FastifyRequest, reply: FastifyReply) => {
-    reply.header('allow', 'GET, HEAD')
-    throw new GatewayError('GW_HTTP_METHOD_NOT_ALLOWED')
-  }
+  const notAllowed = methodNotAllowed('GET, HEAD')
   const paths = new Map(config.routes.map((r) => [r.metadataPath, r]))
   // PRM-13: a root document is only correct when it describes the only resource.
   if (config.routes.length === 1 && !paths.has(PRM_WELL_KNOWN)) paths.set(PRM_WELL_KNOWN, config.routes[0]!)

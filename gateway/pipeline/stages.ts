@@ -62,10 +62,10 @@ export function mcpRouteStages(route: RuntimeRoute, s: PipelineStages, target: P
 
 /** An API route (kind api): no MCP parsing, no sessions; `request.gw.http` is the policy input. */
 export function apiRouteStages(route: RuntimeRoute, s: PipelineStages): RouteStages {
-  return { onRequest: authentication(s), preHandler: [...s.extra(route), ...s.credential(route)], onUpstreamResponse: [] }
+  return { onRequest: authentication(s), preHandler: egressTargetStages(route, s), onUpstreamResponse: [] }
 }
 
-/** An egress target: the MCP server's own API call, authenticated by the egress listener. */
+/** An egress target (the MCP server's own API call, authenticated by the egress listener), and an API route's preHandler. */
 export function egressTargetStages(target: RuntimeRoute, s: PipelineStages): Stage[] {
   return [...s.extra(target), ...s.credential(target)]
 }
