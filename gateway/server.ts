@@ -114,7 +114,7 @@ export async function buildGateway(config: RuntimeConfig, deps: GatewayDeps): Pr
     deps.store ??
     (config.cache.redis
       ? new RedisStore({ target: revealRedisConnection(config.cache.redis.connection), keyPrefix: config.cache.redis.keyPrefix, commandTimeoutMs: config.cache.redis.commandTimeoutMs, logger, metrics })
-      : new MemoryStore())
+      : new MemoryStore({ maxEntries: config.cache.memoryMaxEntries, onFull: (outcome) => metrics.memoryStoreFull.inc({ outcome }) }))
   if (store instanceof RedisStore) await store.waitReady(2000)
   const introspecting = [...config.issuers.values()].some((i) => i.validation !== 'jwt')
   const introspection: IntrospectionVerifier | undefined = introspecting && !deps.opaque ? new IntrospectionVerifier(config.issuers.values(), { store, logger, metrics, discover: (name) => validator.keys.get(name)!.discover(), ...(deps.now ? { now: deps.now } : {}) }) : undefined

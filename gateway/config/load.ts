@@ -202,7 +202,7 @@ export interface RuntimeConfig {
   readonly routes: readonly RuntimeRoute[]
   /** The egress listener for the MCP server's own API calls (docs/egress.md). */
   readonly egress: RuntimeEgress | undefined
-  readonly cache: { readonly redis: RuntimeRedis | undefined }
+  readonly cache: { readonly redis: RuntimeRedis | undefined; readonly memoryMaxEntries: number }
   readonly logging: { readonly level: string }
   readonly observability: { readonly tracing: RuntimeTracing }
   /** Audit chain, checkpoints and sinks (docs/audit.md). */
@@ -347,7 +347,7 @@ function normalize(src: YamlSource, input: GatewayConfigInput, baseDir: string, 
     issuers,
     routes,
     egress,
-    cache: { redis },
+    cache: { redis, memoryMaxEntries: input.cache.memory.maxEntries },
     logging: { level: input.logging.level },
     observability: {
       tracing: {

@@ -587,6 +587,12 @@ export const GatewayConfigSchema = Type.Object(
             Strict,
           ),
         ),
+        memory: Type.Object(
+          {
+            maxEntries: Type.Integer({ minimum: 1000, maximum: 10_000_000, default: 100_000, description: 'Without redis: entries the in-memory store holds at most (keys come from client input). At capacity the least recently used cache entry is evicted; live single-use markers (approvals, DPoP replay) are never evicted, and a new one is refused (fail closed) when they fill the store. Default 100000.' }),
+          },
+          { ...Strict, default: {}, description: 'The in-memory store used without redis (one per replica).' },
+        ),
       },
       { ...Strict, default: {}, description: 'Shared state. Without redis, an in-memory cache per replica is used.' },
     ),

@@ -90,6 +90,12 @@ export function createMetrics() {
       help: '1 when the shared Redis answers, 0 when the gateway is serving from memory only.',
       registers: [registry],
     }),
+    memoryStoreFull: new Counter({
+      name: 'mcp_warden_memory_store_full_total',
+      help: 'Writes to a full in-memory store (no redis), by outcome (evicted: a least recently used cache entry made room; dropped: a cache write was not kept; refused: a single-use marker was refused, and so was the request it guarded).',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
     redisErrors: new Counter({
       name: 'mcp_warden_redis_errors_total',
       help: 'Redis commands that failed or timed out (the gateway fell back to memory).',

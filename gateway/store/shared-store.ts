@@ -18,54 +18,122 @@ export interface SharedStore {
 /** Writes between sweeps of expired entries. */
 const SWEEP_EVERY = 1024
 
+/** Entries the in-memory store holds at most unless configured (`cache.memory.maxEntries`). */
+export const DEFAULT_MEMORY_MAX_ENTRIES = 100_000
+
+/** What a full store did: evicted a cache entry, dropped a write, or refused a marker. */
+export type MemoryStoreOutcome = 'evicted' | 'dropped' | 'refused'
+
+export interface MemoryStoreOptions {
+  readonly maxEntries?: number
+  readonly onFull?: (outcome: MemoryStoreOutcome) => void
+}
+
+type Entry = { value: string; expiresAt: number }
+
+/**
+ * Keys come from client input (a digest of any junk token, a session id, a DPoP proof's jti), so
+ * the store is bounded: at most maxEntries, whatever the TTLs say. Two kinds of entry are held
+ * apart. What `set` writes is a cache: at capacity the least recently used one is evicted, and the
+ * caller sees a miss later, which every caller already handles (Redis evicts too). What
+ * `setIfAbsent` writes is a marker someone relies on being there (an approval's `used`, a DPoP
+ * replay marker, a single-flight lock): evicting one would allow a replay, so markers are never
+ * evicted while live, and when live markers fill the store a new one is refused (`false`, the
+ * answer a down Redis gives), which every caller treats as "not yours": fail closed.
+ */
 export class MemoryStore implements SharedStore {
   readonly kind = 'memory' as const
-  readonly #data = new Map<string, { value: string; expiresAt: number }>()
+  readonly #cache = new Map<string, Entry>()
+  readonly #markers = new Map<string, Entry>()
+  readonly #max: number
+  readonly #onFull: ((outcome: MemoryStoreOutcome) => void) | undefined
   #writes = 0
 
-  /**
-   * Some keys come from client input (introspection refusals are cached under a digest of any junk
-   * token), and an entry nobody reads again would otherwise stay forever: expired entries are
-   * dropped every SWEEP_EVERY writes, so the map holds what its TTLs allow and no more. Nothing
-   * live is evicted: a dropped single-use marker (an approval's `used`) would allow a replay.
-   */
-  #sweep(): void {
-    if (++this.#writes % SWEEP_EVERY !== 0) return
-    const now = Date.now()
-    for (const [k, e] of this.#data) if (e.expiresAt <= now) this.#data.delete(k)
+  constructor(opts: MemoryStoreOptions = {}) {
+    this.#max = Math.max(1, opts.maxEntries ?? DEFAULT_MEMORY_MAX_ENTRIES)
+    this.#onFull = opts.onFull
   }
 
-  /** Entries held, expired ones not yet swept included (tests). */
+  /** Expired entries are dropped every SWEEP_EVERY writes, so the store holds what TTLs allow. */
+  #sweep(now: number): void {
+    if (++this.#writes % SWEEP_EVERY !== 0) return
+    for (const map of [this.#cache, this.#markers]) for (const [k, e] of map) if (e.expiresAt <= now) map.delete(k)
+  }
+
+  /** Makes room for one entry; false when only live markers are left. */
+  #room(now: number): boolean {
+    if (this.size < this.#max) return true
+    const oldest = this.#cache.keys().next()
+    if (!oldest.done) {
+      this.#cache.delete(oldest.value)
+      this.#onFull?.('evicted')
+      return true
+    }
+    // Markers of one kind share a TTL, so insertion order is close to expiry order: drop the
+    // expired ones at the front, stop at the first live one.
+    for (const [k, e] of this.#markers) {
+      if (e.expiresAt > now) break
+      this.#markers.delete(k)
+    }
+    return this.size < this.#max
+  }
+
+  /** Entries held, expired ones not yet swept included. */
   get size(): number {
-    return this.#data.size
+    return this.#cache.size + this.#markers.size
   }
 
   async get(key: string): Promise<string | undefined> {
-    const e = this.#data.get(key)
-    if (!e) return undefined
-    if (e.expiresAt <= Date.now()) {
-      this.#data.delete(key)
+    const now = Date.now()
+    const c = this.#cache.get(key)
+    if (c) {
+      this.#cache.delete(key)
+      if (c.expiresAt <= now) return undefined
+      this.#cache.set(key, c) // most recently used last
+      return c.value
+    }
+    const m = this.#markers.get(key)
+    if (!m) return undefined
+    if (m.expiresAt <= now) {
+      this.#markers.delete(key)
       return undefined
     }
-    return e.value
+    return m.value
   }
 
   async set(key: string, value: string, ttlMs: number): Promise<void> {
-    this.#sweep()
-    if (ttlMs > 0) this.#data.set(key, { value, expiresAt: Date.now() + ttlMs })
+    const now = Date.now()
+    this.#sweep(now)
+    this.#cache.delete(key)
+    this.#markers.delete(key)
+    if (ttlMs <= 0) return
+    if (!this.#room(now)) {
+      this.#onFull?.('dropped')
+      return
+    }
+    this.#cache.set(key, { value, expiresAt: now + ttlMs })
   }
 
   async setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean> {
     // Check and set without yielding, so concurrent callers cannot all win (like Redis SET NX).
-    this.#sweep()
-    const e = this.#data.get(key)
-    if (e && e.expiresAt > Date.now()) return false
-    if (ttlMs > 0) this.#data.set(key, { value, expiresAt: Date.now() + ttlMs })
+    const now = Date.now()
+    this.#sweep(now)
+    const live = (e: Entry | undefined) => e !== undefined && e.expiresAt > now
+    if (live(this.#markers.get(key)) || live(this.#cache.get(key))) return false
+    this.#cache.delete(key)
+    this.#markers.delete(key)
+    if (ttlMs <= 0) return true
+    if (!this.#room(now)) {
+      this.#onFull?.('refused')
+      return false
+    }
+    this.#markers.set(key, { value, expiresAt: now + ttlMs })
     return true
   }
 
   async delete(key: string): Promise<void> {
-    this.#data.delete(key)
+    this.#cache.delete(key)
+    this.#markers.delete(key)
   }
 
   healthy(): boolean {
@@ -73,6 +141,7 @@ export class MemoryStore implements SharedStore {
   }
 
   async close(): Promise<void> {
-    this.#data.clear()
+    this.#cache.clear()
+    this.#markers.clear()
   }
 }
