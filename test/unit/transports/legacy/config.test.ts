@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { loadConfigText } from '../../../gateway/config/load.js'
-import { CONFIG_HEAD, configProblems } from '../../helpers/config.js'
+import { loadConfigText } from '../../../../gateway/config/load.js'
+import { CONFIG_HEAD, configProblems } from '../../../helpers/config.js'
 
 const yaml = (route: string) => `${CONFIG_HEAD}routes:
   - name: tools

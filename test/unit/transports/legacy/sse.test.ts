@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { deliverOnStream, isMessageId, messagesOfJson, negotiatedVersion, newMessageId, SseDecoder, sseEvent } from '../../../gateway/transports/legacy/sse.js'
+import { deliverOnStream, isMessageId, messagesOfJson, negotiatedVersion, newMessageId, SseDecoder, sseEvent } from '../../../../gateway/transports/legacy/sse.js'
 
 const enc = (s: string) => new TextEncoder().encode(s)
 
