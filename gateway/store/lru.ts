@@ -37,6 +37,19 @@ export class LruCache<V> {
     for (const [k, e] of this.#entries) if (e.expiresAt > now) yield [k, e.value]
   }
 
+  /** Drops the least recently used entry, live or not; false when there is none. */
+  evictOldest(): boolean {
+    const oldest = this.#entries.keys().next()
+    if (oldest.done) return false
+    this.#entries.delete(oldest.value)
+    return true
+  }
+
+  /** Drops every expired entry (for keys nobody reads again). */
+  prune(now = Date.now()): void {
+    for (const [k, e] of this.#entries) if (e.expiresAt <= now) this.#entries.delete(k)
+  }
+
   delete(key: string): void {
     this.#entries.delete(key)
   }

@@ -1,3 +1,5 @@
+import { LruCache } from './lru.js'
+
 /**
  * The shared state every replica sees. Redis in production, memory otherwise. A store never
  * throws: an unreachable Redis reads as a miss and writes are dropped, so callers fall back to
@@ -29,8 +31,6 @@ export interface MemoryStoreOptions {
   readonly onFull?: (outcome: MemoryStoreOutcome) => void
 }
 
-type Entry = { value: string; expiresAt: number }
-
 /**
  * Keys come from client input (a digest of any junk token, a session id, a DPoP proof's jti), so
  * the store is bounded: at most maxEntries, whatever the TTLs say. Two kinds of entry are held
@@ -43,29 +43,31 @@ type Entry = { value: string; expiresAt: number }
  */
 export class MemoryStore implements SharedStore {
   readonly kind = 'memory' as const
-  readonly #cache = new Map<string, Entry>()
-  readonly #markers = new Map<string, Entry>()
+  // The bound is on both together; the cache's own bound (the same number) is never reached,
+  // because room is made before every insert.
+  readonly #cache: LruCache<string>
+  readonly #markers = new Map<string, { value: string; expiresAt: number }>()
   readonly #max: number
   readonly #onFull: ((outcome: MemoryStoreOutcome) => void) | undefined
   #writes = 0
 
   constructor(opts: MemoryStoreOptions = {}) {
     this.#max = Math.max(1, opts.maxEntries ?? DEFAULT_MEMORY_MAX_ENTRIES)
+    this.#cache = new LruCache<string>(this.#max)
     this.#onFull = opts.onFull
   }
 
   /** Expired entries are dropped every SWEEP_EVERY writes, so the store holds what TTLs allow. */
   #sweep(now: number): void {
     if (++this.#writes % SWEEP_EVERY !== 0) return
-    for (const map of [this.#cache, this.#markers]) for (const [k, e] of map) if (e.expiresAt <= now) map.delete(k)
+    this.#cache.prune(now)
+    for (const [k, e] of this.#markers) if (e.expiresAt <= now) this.#markers.delete(k)
   }
 
   /** Makes room for one entry; false when only live markers are left. */
   #room(now: number): boolean {
     if (this.size < this.#max) return true
-    const oldest = this.#cache.keys().next()
-    if (!oldest.done) {
-      this.#cache.delete(oldest.value)
+    if (this.#cache.evictOldest()) {
       this.#onFull?.('evicted')
       return true
     }
@@ -85,13 +87,8 @@ export class MemoryStore implements SharedStore {
 
   async get(key: string): Promise<string | undefined> {
     const now = Date.now()
-    const c = this.#cache.get(key)
-    if (c) {
-      this.#cache.delete(key)
-      if (c.expiresAt <= now) return undefined
-      this.#cache.set(key, c) // most recently used last
-      return c.value
-    }
+    const cached = this.#cache.get(key, now)
+    if (cached !== undefined) return cached
     const m = this.#markers.get(key)
     if (!m) return undefined
     if (m.expiresAt <= now) {
@@ -111,15 +108,15 @@ export class MemoryStore implements SharedStore {
       this.#onFull?.('dropped')
       return
     }
-    this.#cache.set(key, { value, expiresAt: now + ttlMs })
+    this.#cache.set(key, value, ttlMs, now)
   }
 
   async setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean> {
     // Check and set without yielding, so concurrent callers cannot all win (like Redis SET NX).
     const now = Date.now()
     this.#sweep(now)
-    const live = (e: Entry | undefined) => e !== undefined && e.expiresAt > now
-    if (live(this.#markers.get(key)) || live(this.#cache.get(key))) return false
+    const m = this.#markers.get(key)
+    if ((m !== undefined && m.expiresAt > now) || this.#cache.get(key, now) !== undefined) return false
     this.#cache.delete(key)
     this.#markers.delete(key)
     if (ttlMs <= 0) return true
